@@ -1,0 +1,27 @@
+# One command to run, one to test. `make install` is idempotent and near-instant when nothing changed.
+PYTHON ?= python3
+VENV   := .venv
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.synced
+
+.PHONY: install run test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock .ci/uv-bootstrap.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r .ci/uv-bootstrap.txt
+	$(UV) sync --frozen --quiet
+	@# litellm had poisoned releases that dropped .pth files: fail loudly on any we did not expect.
+	@stray=$$(find $(VENV) -name '*.pth' ! -name '__editable__*' ! -name 'distutils-precedence.pth' ! -name '_virtualenv.pth'); \
+	  if [ -n "$$stray" ]; then echo "unexpected .pth files (they run code at every start): $$stray"; exit 1; fi
+	@touch $(STAMP)
+
+run: install
+	$(VENV)/bin/chatspark serve --dev
+
+test: install
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV)
