@@ -1,0 +1,221 @@
+"""Backend for OpenAI-compatible providers through litellm: our own retries, litellm's HTTP path.
+
+Import it only when a configured model uses it: importing litellm costs ~3 s and ~190 MB.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import anyio
+import httpx
+
+# Set before the import: litellm reads them at import time. Offline mode stops the model-cost-map
+# fetch and the tokenizer downloads; the repetition guard would otherwise cut legitimate repetitive
+# output after 100 identical chunks (max_output_tokens already bounds a looping model).
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOG", "ERROR")
+os.environ.setdefault("REPEATED_STREAMING_CHUNK_LIMIT", "100000")
+
+import litellm  # noqa: E402
+from litellm.exceptions import (  # noqa: E402
+    APIConnectionError,
+    ContextWindowExceededError,
+    MidStreamFallbackError,
+    Timeout,
+)
+
+from backends.base import (  # noqa: E402
+    BackendError,
+    Completion,
+    ContextTooLong,
+    Delta,
+    ModelCall,
+    ModelSettings,
+    UpstreamError,
+    UpstreamTimeout,
+    Usage,
+)
+
+litellm.suppress_debug_info = True  # no banner on stdout for each exception
+litellm.redact_messages_in_exceptions = True  # keeps user text out of exceptions and logs
+litellm.disable_hf_tokenizer_download = True
+if hasattr(litellm, "telemetry"):
+    litellm.telemetry = False
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+    # Our mapped errors are logged by the caller; litellm's own handlers would log them again.
+    logging.getLogger(_name).handlers.clear()
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+log = logging.getLogger("chatspark.backends.litellm")
+
+BACKOFF_SECONDS = (0.2, 0.4, 0.8)  # between attempts; the last value repeats
+MAX_BACKOFF_TOTAL = 2.0
+
+
+class LitellmBackend:
+    async def complete(self, call: ModelCall) -> Completion:
+        kwargs = _request(call)
+        slept = 0.0
+        for attempt in range(1 + max(0, call.model.retries)):
+            try:
+                response = await litellm.acompletion(**kwargs)
+            except Exception as exc:
+                error = _map_error(exc, call.model)
+                pause = _backoff(attempt, slept)
+                if attempt >= call.model.retries or not _worth_retrying(error) or pause is None:
+                    raise error from exc
+                log.info("model %s attempt %d failed (%s); retrying", call.model.name, attempt + 1, error)
+                await anyio.sleep(pause)
+                slept += pause
+                continue
+            text = response.choices[0].message.content or ""
+            return Completion(text, _usage(getattr(response, "usage", None), call, text))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def stream(self, call: ModelCall) -> AsyncGenerator[Delta, None]:
+        kwargs = {**_request(call), "stream": True, "stream_options": {"include_usage": True}}
+        slept = 0.0
+        for attempt in range(1 + max(0, call.model.retries)):
+            started = False  # after the first delta, a failure is final: the consumer has seen text
+            response: Any = None
+            try:
+                response = await litellm.acompletion(**kwargs)
+                parts: list[str] = []
+                usage: Usage | None = None
+                async for chunk in response:
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = _usage(chunk.usage, call, "")
+                    for choice in chunk.choices or ():
+                        text = getattr(choice.delta, "content", None)
+                        if text:
+                            parts.append(text)
+                            started = True
+                            yield Delta(text)
+                if not parts and usage is None:
+                    # litellm turns a 200 whose body is not SSE into an empty "successful" stream
+                    # (and invents finish_reason="stop"), so nothing-at-all is the only tell.
+                    raise _EmptyStream
+                yield Delta("", usage if usage is not None else _usage(None, call, "".join(parts)))
+                return
+            except Exception as exc:
+                error = _map_error(exc, call.model, mid_stream=started)
+                pause = _backoff(attempt, slept)
+                if started or attempt >= call.model.retries or not _worth_retrying(error) or pause is None:
+                    raise error from exc
+                log.info("model %s attempt %d failed (%s); retrying", call.model.name, attempt + 1, error)
+            finally:
+                # Also runs when the consumer stops early (aclose/cancel): closes the HTTP response
+                # so the provider stops generating. litellm's aclose shields itself from cancellation.
+                if response is not None and hasattr(response, "aclose"):
+                    await response.aclose()
+            await anyio.sleep(pause)
+            slept += pause
+
+    async def warmup(self, model: ModelSettings) -> None:
+        """Run both call paths once offline (`mock_response`): the first real stream then skips ~430 ms
+        of lazy imports and setup."""
+        name = model.provider_model if "/" in model.provider_model else f"openai/{model.provider_model or 'warmup'}"
+        messages = [{"role": "user", "content": "warm up"}]
+        try:
+            await litellm.acompletion(model=name, messages=messages, mock_response="ok", max_retries=0)
+            response = await litellm.acompletion(
+                model=name, messages=messages, mock_response="ok warm", stream=True,
+                stream_options={"include_usage": True}, max_retries=0,
+            )
+            try:
+                async for _ in response:
+                    pass
+            finally:
+                await response.aclose()
+        except Exception as exc:  # a failed warm-up only costs latency later; never stop the start
+            log.warning("litellm warm-up for model %s failed: %s", model.name, type(exc).__name__)
+
+    async def aclose(self) -> None:
+        # litellm owns its HTTP clients in a process-wide cache, one per event loop, and closes them at
+        # exit; closing them here would break other event loops (other servers) in this process.
+        pass
+
+
+def create() -> LitellmBackend:
+    return LitellmBackend()
+
+
+def _request(call: ModelCall) -> dict[str, Any]:
+    """litellm.acompletion arguments; raises (without calling out) when no key is configured."""
+    key_env = call.model.api_key_env or "OPENAI_API_KEY"
+    api_key = os.environ.get(key_env)
+    if not api_key:
+        raise UpstreamError(f"no API key configured for model {call.model.name}: set {key_env}", retryable=False)
+    api_base = call.model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    return {
+        "model": call.model.provider_model,
+        "messages": [{"role": m.role, "content": m.content} for m in call.messages],
+        "temperature": call.temperature,
+        "max_tokens": call.model.max_output_tokens,
+        "timeout": call.model.timeout_seconds,
+        "max_retries": 0,  # the SDK would retry twice on its own; we retry in our loop
+        "api_key": api_key,
+        "api_base": api_base,
+    }
+
+
+def _backoff(attempt: int, slept: float) -> float | None:
+    """The pause before the next attempt, or None once the retry budget would pass MAX_BACKOFF_TOTAL."""
+    pause = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
+    return pause if slept + pause <= MAX_BACKOFF_TOTAL else None
+
+
+def _worth_retrying(error: BackendError) -> bool:
+    # A timeout already cost the model's whole timeout: hand over to a fallback model instead.
+    return error.retryable and not isinstance(error, UpstreamTimeout)
+
+
+def _usage(usage: Any, call: ModelCall, text: str) -> Usage:
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if prompt is None or completion is None:  # the provider reported none: estimate, ~4 bytes a token
+        prompt = sum(math.ceil(len(m.content.encode()) / 4) for m in call.messages)
+        completion = math.ceil(len(text.encode()) / 4)
+    return Usage(int(prompt), int(completion))
+
+
+class _EmptyStream(Exception):
+    """A stream that ended without a single content delta or usage report."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
+    return chain
+
+
+def _map_error(exc: Exception, model: ModelSettings, *, mid_stream: bool = False) -> BackendError:
+    """A litellm/openai/httpx failure as our error. Messages name the model and the kind of failure
+    only: provider error texts can quote the prompt or a masked key."""
+    name = model.name
+    if isinstance(exc, _EmptyStream):
+        return UpstreamError(f"model {name}: the provider's stream carried no answer (not an event stream?)")
+    chain = _causes(exc)
+    if any(isinstance(e, Timeout | httpx.TimeoutException) for e in chain):
+        return UpstreamTimeout(f"model {name}: the provider did not answer within {model.timeout_seconds:g} s")
+    if isinstance(exc, ContextWindowExceededError):
+        return ContextTooLong(f"model {name}: the prompt is longer than the provider's context window")
+    if any(isinstance(e, ConnectionRefusedError | socket.gaierror | httpx.ConnectError) for e in chain):
+        return UpstreamError(f"model {name}: could not reach the provider (connection failed)")
+    if mid_stream or isinstance(exc, MidStreamFallbackError):
+        return UpstreamError(f"model {name}: the provider's stream broke off")
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, APIConnectionError) or not isinstance(status, int):
+        return UpstreamError(f"model {name}: provider request failed ({type(exc).__name__})")
+    retryable = status in (408, 409, 429) or status >= 500  # what the OpenAI SDK itself would retry
+    return UpstreamError(f"model {name}: the provider answered HTTP {status} ({type(exc).__name__})", retryable=retryable)
