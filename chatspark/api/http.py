@@ -1,0 +1,54 @@
+"""What every handler shares: the services, authentication, bounded JSON bodies, JSON answers."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatspark.apikeys import Principal, authenticate
+from chatspark.errors import AgentNotFound, PayloadTooLarge
+from chatspark.schemas import decode_body
+from chatspark.services import Services
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def principal(request: Request, scope: str) -> Principal:
+    """The caller's checked key, which must carry `scope`."""
+    caller = await authenticate(services(request).store, request.headers.get("authorization"))
+    caller.require(scope)
+    return caller
+
+
+def agent_id(request: Request) -> int:
+    """`123` or `ag_123` from the path; anything else names no agent."""
+    raw = request.path_params["agent_id"]
+    digits = raw[3:] if raw.startswith("ag_") else raw
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        raise AgentNotFound()
+    return int(digits)
+
+
+async def json_body(request: Request, kind: type[T]) -> T:
+    limit = services(request).config.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+    return decode_body(bytes(body), kind)
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(payload), status_code=status, headers=headers, media_type="application/json")

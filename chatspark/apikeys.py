@@ -1,0 +1,103 @@
+"""API keys: minting, hashing, and turning an Authorization header into a checked `Principal`.
+
+Only the SHA-256 of a key is stored; keys carry ≥ 238 random bits, so a fast hash is enough (as for
+GitHub or Stripe tokens) and lookup by hash needs no per-key salt. The plain key is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+
+import msgspec
+
+from chatspark.clock import now_ms
+from chatspark.errors import (
+    AgentAccessDenied,
+    ApiKeyExpired,
+    ApiKeyInvalid,
+    ApiKeyMissing,
+    ApiKeyRevoked,
+    ScopeInsufficient,
+)
+from chatspark.store import ApiKeyRecord, Store
+
+SCOPES = ("chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback")
+PREFIXES = {"live": "cs_live_", "test": "cs_test_"}
+_ALPHABET = string.ascii_letters + string.digits
+_SECRET_LENGTH = 40  # 40 base-62 characters ≈ 238 bits
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the checked key's id, mode, scopes and the agents it may use (None: all)."""
+
+    key_id: str
+    mode: str
+    scopes: frozenset[str]
+    agents: frozenset[int] | None
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise ScopeInsufficient(f"This endpoint needs the '{scope}' scope.")
+
+    def require_agent(self, agent_id: int) -> None:
+        if self.agents is not None and agent_id not in self.agents:
+            raise AgentAccessDenied()
+
+
+def hash_key(plain: str) -> str:
+    return hashlib.sha256(plain.encode()).hexdigest()
+
+
+def mint_key(
+    mode: str,
+    *,
+    scopes: list[str] | None = None,
+    agents: list[int] | None = None,
+    expires_ms: int | None = None,
+    name: str = "",
+) -> tuple[str, ApiKeyRecord]:
+    """A new plain key and the record to store for it (the plain key is not in the record)."""
+    if mode not in PREFIXES:
+        raise ValueError(f"mode must be live or test, not {mode!r}")
+    unknown = sorted(set(scopes or ()) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    plain = PREFIXES[mode] + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LENGTH))
+    record = ApiKeyRecord(
+        id="key_" + secrets.token_hex(6),
+        hash=hash_key(plain),
+        mode=mode,
+        scopes=sorted(scopes) if scopes else list(SCOPES),
+        agents=sorted(set(agents)) if agents else None,
+        created=now_ms(),
+        expires=expires_ms,
+        name=name,
+    )
+    return plain, record
+
+
+async def authenticate(store: Store, authorization: str | None) -> Principal:
+    """The principal behind an `Authorization: Bearer …` header, or the contract's 401."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiKeyMissing()
+    if not token.startswith(tuple(PREFIXES.values())) or len(token) > 128:
+        raise ApiKeyInvalid()
+    presented = hash_key(token)
+    record = await store.get_api_key(presented)
+    if record is None or not hmac.compare_digest(record.hash, presented):
+        raise ApiKeyInvalid()
+    if record.revoked is not None:
+        raise ApiKeyRevoked()
+    if record.expires is not None and record.expires <= now_ms():
+        raise ApiKeyExpired()
+    return Principal(
+        key_id=record.id,
+        mode=record.mode,
+        scopes=frozenset(record.scopes),
+        agents=None if record.agents is None else frozenset(record.agents),
+    )

@@ -1,0 +1,117 @@
+"""The one typed configuration: `config.toml` (or `$CHATSPARK_CONFIG`) plus environment overrides.
+
+Loaded once at start and passed in; nothing deeper reads files or the environment for settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from backends.base import ModelSettings
+from chatspark.agents import Agent
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+
+Seconds = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    workers: PositiveInt = 1
+    max_body_bytes: PositiveInt = 1_048_576
+    max_message_chars: PositiveInt = 32_000
+    # A `: ping` comment goes out this often while a stream's model is silent.
+    ping_seconds: Seconds = 15.0
+    log_level: str = "info"
+
+
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # redis://, rediss:// or unix://; `cluster = true` for a Redis Cluster.
+    url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
+    prefix: str = "cs"
+    connect_timeout_seconds: Seconds = 1.0
+    command_timeout_seconds: Seconds = 2.0
+    # A turn write is idempotent (keyed by its message id), so it is safe to send again.
+    write_attempts: PositiveInt = 3
+    # Stored turns per conversation; the oldest are dropped beyond this.
+    max_turns: PositiveInt = 1_000
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    models: dict[str, ModelSettings] = {}
+    agents: list[Agent] = []
+    default_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
+    source: str = ""  # where it was loaded from, for the start-up banner
+
+    def agent(self, agent_id: int) -> Agent | None:
+        for agent in self.agents:
+            if agent.id == agent_id:
+                return agent
+        return None
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    chosen = Path(path or env.get("CHATSPARK_CONFIG") or DEFAULT_PATH)
+    try:
+        raw = msgspec.toml.decode(chosen.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {chosen}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{chosen}: {exc}") from None
+    # A model's name is its table key; copy it in so each ModelSettings is self-contained.
+    for name, model in (raw.get("models") or {}).items():
+        if isinstance(model, dict):
+            model["name"] = name
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{chosen}: {exc}") from None
+    config = _apply_environment(config, env)
+    _check(config)
+    return msgspec.structs.replace(config, source=str(chosen))
+
+
+def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -> Config:
+    store, server = config.store, config.server
+    if env.get("REDIS_URL"):
+        store = msgspec.structs.replace(store, url=env["REDIS_URL"])
+    if env.get("CHATSPARK_PING_SECONDS"):
+        try:
+            ping = float(env["CHATSPARK_PING_SECONDS"])
+        except ValueError:
+            raise ConfigError("CHATSPARK_PING_SECONDS must be a number of seconds") from None
+        if ping <= 0:
+            raise ConfigError("CHATSPARK_PING_SECONDS must be positive")
+        server = msgspec.structs.replace(server, ping_seconds=ping)
+    return msgspec.structs.replace(config, store=store, server=server)
+
+
+def _check(config: Config) -> None:
+    seen: set[int] = set()
+    for agent in config.agents:
+        if agent.id in seen:
+            raise ConfigError(f"agent id {agent.id} is configured twice")
+        seen.add(agent.id)
+        if agent.model_name not in config.models:
+            raise ConfigError(f"agent {agent.id} uses model {agent.model_name!r}, which [models] does not define")
+    for model in config.models.values():
+        for fallback in model.fallbacks:
+            if fallback not in config.models:
+                raise ConfigError(f"model {model.name!r} falls back to {fallback!r}, which [models] does not define")
+        if model.max_output_tokens >= model.context_window:
+            raise ConfigError(f"model {model.name!r}: max_output_tokens must be below context_window")

@@ -1,0 +1,105 @@
+"""Wire types of the HTTP API (msgspec Structs: decoding validates) and the body decoder."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+from chatspark.errors import ValidationFailed
+
+T = TypeVar("T")
+
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+
+
+class ChatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    message: str
+    conversation_id: str | None = None
+    stream: bool = False
+    temperature: Temperature | None = None
+
+
+class Usage(msgspec.Struct, rename="camel"):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ContextReport(msgspec.Struct, rename="camel"):
+    """What of the conversation the model saw: turns sent, turns left out by the budget, their tokens."""
+
+    turns_included: int
+    turns_dropped: int
+    history_tokens: int
+
+
+class ChatResponse(msgspec.Struct, kw_only=True, rename="camel"):
+    text: str
+    conversation_id: str
+    model: str
+    message_id: str
+    reply: str
+    usage: Usage
+    expires_at: str
+    context: ContextReport
+
+
+class StreamDelta(msgspec.Struct, kw_only=True, rename="camel"):
+    delta: str
+    conversation_id: str
+
+
+class StreamDone(msgspec.Struct, kw_only=True, rename="camel"):
+    delta: str
+    conversation_id: str
+    done: bool
+    message_id: str
+    model: str
+    usage: Usage
+    expires_at: str
+    context: ContextReport
+
+
+class StreamFailure(msgspec.Struct, kw_only=True, rename="camel"):
+    delta: str
+    conversation_id: str
+    error: dict[str, object]
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    version: str
+    timestamp: str
+    store: str
+    failed: list[str] = []
+
+
+_LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD_PROBLEM = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<field>[^`]+)`$")
+
+
+def decode_body(body: bytes, kind: type[T]) -> T:
+    """Decodes and validates a JSON body, naming each bad field under `details.fields`."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        field, problem = _describe(str(exc))
+        raise ValidationFailed.field(field, problem) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise ValidationFailed.field("body", "must be a JSON object encoded as UTF-8") from None
+
+
+def _describe(error: str) -> tuple[str, str]:
+    """('conversationId', 'Expected `str`, got `int`') from msgspec's one-line error text."""
+    path = ""
+    located = _LOCATION.search(error)
+    if located:
+        path = located["path"].lstrip(".")
+        error = error[: located.start()]
+    named = _FIELD_PROBLEM.match(error)
+    if named:
+        field = f"{path}.{named['field']}" if path else named["field"]
+        return field, "is required" if named["what"] == "missing required" else "is not a known field"
+    return path or "body", error

@@ -1,0 +1,74 @@
+"""An ASGI response for server-sent events: pings while the producer is silent, cancel on disconnect.
+
+Starlette's StreamingResponse notices a vanished client only when a write fails, which for a
+silent model can be minutes; here a watcher reads `http.disconnect` and cancels the producer at
+once, which closes the model's upstream connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+
+import anyio
+from starlette.types import Receive, Scope, Send
+
+log = logging.getLogger("chatspark.sse")
+
+PING = b": ping\n\n"
+DONE = b"data: [DONE]\n\n"
+
+HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+    # Never compressed: a gzip layer would hold events back until its buffer fills.
+    "content-encoding": "identity",
+}
+
+
+class EventStream:
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        *,
+        ping_seconds: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.events = events
+        self.ping_seconds = ping_seconds
+        self.headers = {**HEADERS, **(headers or {})}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": PING, "more_body": True})
+        events_out, events_in = anyio.create_memory_object_stream[bytes](16)
+
+        async with anyio.create_task_group() as tasks:
+
+            async def produce() -> None:
+                async with events_out, aclosing(self.events) as events:  # type: ignore[type-var]
+                    async for event in events:
+                        await events_out.send(event)
+
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                log.info("client disconnected; cancelling the stream")
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(watch_disconnect)
+            tasks.start_soon(produce)
+            async with events_in:
+                while True:
+                    event = None
+                    with anyio.move_on_after(self.ping_seconds):
+                        try:
+                            event = await events_in.receive()
+                        except anyio.EndOfStream:
+                            break
+                    await send({"type": "http.response.body", "body": event or PING, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            tasks.cancel_scope.cancel()

@@ -1,0 +1,127 @@
+"""The ASGI app: routes, the lifespan that builds the services, and errors mapped to the envelope."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from chatspark import errors
+from chatspark.api.chat import chat
+from chatspark.api.health import health
+from chatspark.api.http import json_response
+from chatspark.apikeys import mint_key
+from chatspark.chat import Chat
+from chatspark.clock import now_ms
+from chatspark.config import Config
+from chatspark.models import ModelRouter
+from chatspark.request_context import RequestContext
+from chatspark.services import Services
+from chatspark.store import Store, open_store
+
+log = logging.getLogger("chatspark")
+
+DEV_KEY_HOURS = 24
+
+
+def create_app(
+    config: Config,
+    *,
+    allow_embedded: bool = False,
+    embedded_server: Any | None = None,
+    dev_key: bool = False,
+) -> ASGIApp:
+    """`allow_embedded`: without a reachable Redis, fall back to the in-process store (laptops only).
+    `dev_key`: mint and print a test key with every scope at start (what `make run` shows)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await open_store(config.store, allow_embedded=allow_embedded, embedded_server=embedded_server)
+        models = ModelRouter.load(config.models)
+        await models.warmup()
+        app.state.services = Services(config=config, store=store, models=models, chat=Chat(config, store, models))
+        if dev_key:
+            await _print_dev_key(store, config.server.port)
+        log.info("ready: %d agents, models %s, store %s", len(config.agents), ", ".join(config.models),
+                 "EMBEDDED" if store.embedded else "redis")
+        try:
+            yield
+        finally:
+            await models.aclose()
+            await store.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/health", health, methods=["GET"]),
+            Route("/api/v1/agents/{agent_id}/chat", chat, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={
+            errors.ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
+    return RequestContext(app)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ApiError)
+    if exc.status >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return json_response(exc.envelope(), status=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405/413 in the contract's envelope."""
+    assert isinstance(exc, HTTPException)
+    mapped: errors.ApiError
+    if exc.status_code == 404:
+        mapped = errors.ResourceNotFound("No such route.")
+    elif exc.status_code == 405:
+        mapped = errors.MethodNotAllowed(headers=exc.headers)
+    elif exc.status_code == 413:
+        mapped = errors.PayloadTooLarge()
+    elif exc.status_code == 400:
+        mapped = errors.ValidationFailed(str(exc.detail))
+    else:
+        mapped = errors.InternalError()
+    return await _api_error(request, mapped)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Logged by RequestContext, which sees the exception Starlette re-raises after this answer.
+    return await _api_error(request, errors.InternalError())
+
+
+async def _print_dev_key(store: Store, port: int) -> None:
+    plain, record = mint_key("test", expires_ms=now_ms() + DEV_KEY_HOURS * 3600 * 1000, name="dev key (make run)")
+    await store.put_api_key(record)
+    # Printed, not logged: a key must never reach a log pipeline.
+    print(
+        f"\n  Dev API key (test mode, every scope, expires in {DEV_KEY_HOURS} h):\n\n    {plain}\n\n"
+        f"  Try: curl -s localhost:{port}/api/v1/agents/1/chat -H 'Authorization: Bearer {plain}' "
+        "-H 'content-type: application/json' -d '{\"message\": \"When are you open?\"}'\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+def app_from_environment() -> ASGIApp:
+    """The app as `uvicorn app:app` and each `serve --workers N` process build it: config from
+    `$CHATSPARK_CONFIG` (else ./config.toml) and the environment."""
+    from chatspark import logs
+    from chatspark.config import load_config
+
+    config = load_config()
+    logs.configure(config.server.log_level)
+    return create_app(config)

@@ -1,0 +1,209 @@
+"""Shared fixtures: a real Redis, a private key prefix, and real uvicorn servers of the app.
+
+Redis: `$REDIS_URL`, else 127.0.0.1:6379, else a private `redis-server` started here. Every key
+the suite writes starts with its own random prefix; cleanup deletes only those keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis
+import uvicorn
+
+from chatspark.apikeys import mint_key
+from chatspark.config import Config, load_config
+from chatspark.store import ApiKeyRecord, Store, redis_client
+from chatspark.web import create_app
+from tests.fake_openai import fake_openai  # noqa: F401  (re-exported fixture)
+
+TEST_KEY_ENV = "CHATSPARK_TEST_PROVIDER_KEY"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reachable(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if _reachable("redis://127.0.0.1:6379/0"):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("no Redis reachable and no redis-server binary to start one (apt-get install redis-server)")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="chatspark-redis-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _reachable(url):
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the private redis-server did not start")
+        time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def key_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"cstest-{secrets.token_hex(4)}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def unreachable_redis_url() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def make_config(redis_url: str, prefix: str, provider_url: str | None = None, **server: Any) -> Config:
+    """The shipped config.toml, pointed at the test Redis, prefix and (optionally) the fake provider."""
+    config = load_config(environ={})
+    models = {
+        name: msgspec.structs.replace(model, api_base=provider_url, api_key_env=TEST_KEY_ENV, retries=0)
+        if model.backend == "litellm"
+        else model
+        for name, model in config.models.items()
+    }
+    return msgspec.structs.replace(
+        config,
+        store=msgspec.structs.replace(config.store, url=redis_url, prefix=prefix),
+        server=msgspec.structs.replace(config.server, **server),
+        models=models,
+    )
+
+
+class RunningServer:
+    """A real uvicorn serving the app on 127.0.0.1 in a thread, with helpers to mint keys."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+    def put_key(self, record: ApiKeyRecord) -> None:
+        async def put() -> None:
+            store = Store(redis_client(self.config.store), self.config.store)
+            try:
+                await store.put_api_key(record)
+            finally:
+                await store.aclose()
+
+        asyncio.run(put())
+
+    def key(self, mode: str = "live", **options: Any) -> str:
+        plain, record = mint_key(mode, **options)
+        self.put_key(record)
+        return plain
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=options.pop("timeout", 30), **options)
+
+
+@pytest.fixture
+def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def start(provider_url: str | None = None, store_url: str | None = None, **server: Any) -> RunningServer:
+        running = RunningServer(make_config(store_url or redis_url, key_prefix, provider_url, **server)).start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def provider_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(TEST_KEY_ENV, "sk-test-not-a-real-key")
+    return "sk-test-not-a-real-key"
+
+
+@pytest.fixture
+def server(start_server: Callable[..., RunningServer], fake_openai: Any, provider_key: str) -> RunningServer:
+    """The app on the shipped config, its litellm models pointed at the fake provider."""
+    return start_server(fake_openai.base_url)
+
+
+@pytest.fixture
+def key(server: RunningServer) -> str:
+    return server.key()
+
+
+@pytest.fixture
+def client(server: RunningServer, key: str) -> Iterator[httpx.Client]:
+    with server.client(key) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,89 @@
+"""The chat answer as a server-sent event stream, read off a real uvicorn socket."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from chatspark.redis_layout import Layout
+
+
+def read_stream(http: httpx.Client, agent: int | str, **body: object) -> tuple[httpx.Response, bytes]:
+    with http.stream("POST", f"/api/v1/agents/{agent}/chat", json={"stream": True, **body}) as response:
+        raw = b"".join(response.iter_raw())
+    return response, raw
+
+
+def events(raw: bytes) -> list[object]:
+    """The `data:` payloads in order (JSON decoded, `[DONE]` kept as the string)."""
+    out: list[object] = []
+    for block in raw.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                payload = line[len("data: "):]
+                out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def test_stream_headers_and_framing_follow_the_contract(client):  # type: ignore[no-untyped-def]
+    response, raw = read_stream(client, 1, message="When are you open?")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert response.headers["x-request-id"]
+    assert "gzip" not in response.headers.get("content-encoding", "")
+    assert raw.startswith(b": ping\n\n")
+    assert b"\r" not in raw
+    assert raw.endswith(b"data: [DONE]\n\n")
+    for line in raw.split(b"\n"):
+        assert line == b"" or line.startswith(b"data: ") or line == b": ping", line
+
+
+def test_stream_deltas_join_to_the_answer_and_end_with_one_done(client):  # type: ignore[no-untyped-def]
+    _, raw = read_stream(client, 1, message="When are you open?")
+    got = events(raw)
+    assert got[-1] == "[DONE]"
+    done = got[-2]
+    deltas = got[:-2]
+    assert len(deltas) > 1
+    text = "".join(d["delta"] for d in deltas)
+    assert "Monday to Friday" in text
+    assert all(d["conversationId"] == done["conversationId"] and "done" not in d for d in deltas)
+    assert done["done"] is True and done["delta"] == ""
+    assert done["messageId"].startswith("msg_") and done["model"] == "local"
+    assert set(done["usage"]) == {"promptTokens", "completionTokens"}
+    assert done["expiresAt"].endswith("Z")
+    assert sum(1 for e in got if isinstance(e, dict) and (e.get("done") or e.get("error"))) == 1
+
+
+def test_a_streamed_turn_is_stored_and_continues_as_json(client, server, raw_redis):  # type: ignore[no-untyped-def]
+    _, raw = read_stream(client, 2, message="Remember: blue.")
+    done = events(raw)[-2]
+    _, turns, _ = Layout(server.config.store.prefix).conversation(done["conversationId"])
+    stored = [json.loads(t) for t in raw_redis.lrange(turns, 0, -1)]
+    assert [t["id"] for t in stored] == [done["messageId"]]
+    assert stored[0]["query"] == "Remember: blue."
+    follow = client.post("/api/v1/agents/2/chat", json={"message": "Color?", "conversationId": done["conversationId"]})
+    assert follow.status_code == 200
+    assert follow.json()["context"]["turnsIncluded"] == 1
+
+
+def test_stream_from_the_provider_relays_its_chunks(client, fake_openai):  # type: ignore[no-untyped-def]
+    _, raw = read_stream(client, 2, message="one two three four")
+    got = events(raw)
+    deltas = [e["delta"] for e in got[:-2]]
+    assert len(deltas) >= 3
+    assert "".join(deltas) == "You said: one two three four. I saw 2 messages."
+    assert got[-2]["model"] == "gpt-4o-mini"
+    assert fake_openai.requests[-1]["stream"] is True
+
+
+def test_errors_before_the_stream_starts_are_plain_json(client):  # type: ignore[no-untyped-def]
+    response, raw = read_stream(client, 1, message="   ")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    assert json.loads(raw)["error"]["code"] == "VALIDATION_ERROR"
+    response, raw = read_stream(client, 1, message="hi", conversationId="B" * 32)
+    assert response.status_code == 404

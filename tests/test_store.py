@@ -1,0 +1,116 @@
+"""The conversation store against a real Redis: atomic, idempotent, capped, expiring writes."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from redis.crc import key_slot
+
+from chatspark.config import StoreConfig
+from chatspark.redis_layout import Layout
+from chatspark.store import ConversationGone, Store, StoredTurn, StoreUnavailable, redis_client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(redis_url, key_prefix):  # type: ignore[no-untyped-def]
+    s = Store(redis_client(StoreConfig(url=redis_url, prefix=key_prefix, max_turns=5)), StoreConfig(url=redis_url, prefix=key_prefix, max_turns=5))
+    yield s
+    await s.aclose()
+
+
+def turn(n: int) -> StoredTurn:
+    return StoredTurn(id=f"msg_{n}_{secrets.token_hex(4)}", user_id=f"msg_u{n}", query=f"q{n}", response=f"r{n}", model="local", created=1_700_000_000_000 + n)
+
+
+def cid() -> str:
+    return secrets.token_urlsafe(24)
+
+
+async def test_a_retried_write_stores_the_turn_once(store):  # type: ignore[no-untyped-def]
+    conversation, first = cid(), turn(1)
+    assert (await store.append_turn(conversation, 1, first, ttl_seconds=60, new=True)).stored
+    again = await store.append_turn(conversation, 1, first, ttl_seconds=60, new=True)
+    assert not again.stored and again.turn_count == 1
+    loaded = await store.load_conversation(conversation, 10)
+    assert loaded is not None and [t.id for t in loaded.recent_turns] == [first.id]
+
+
+async def test_turns_beyond_the_cap_drop_the_oldest_and_their_ids(store, raw_redis):  # type: ignore[no-untyped-def]
+    conversation = cid()
+    written = [turn(n) for n in range(8)]
+    for n, t in enumerate(written):
+        await store.append_turn(conversation, 1, t, ttl_seconds=60, new=n == 0)
+    loaded = await store.load_conversation(conversation, 100)
+    assert [t.id for t in loaded.recent_turns] == [t.id for t in written[-5:]]
+    assert loaded.turn_count == 8
+    _, _, tids = store.layout.conversation(conversation)
+    assert {m.decode() for m in raw_redis.smembers(tids)} == {t.id for t in written[-5:]}
+
+
+async def test_load_returns_only_the_recent_window_oldest_first(store):  # type: ignore[no-untyped-def]
+    conversation = cid()
+    written = [turn(n) for n in range(4)]
+    for n, t in enumerate(written):
+        await store.append_turn(conversation, 7, t, ttl_seconds=60, new=n == 0)
+    loaded = await store.load_conversation(conversation, 2)
+    assert [t.query for t in loaded.recent_turns] == ["q2", "q3"]
+    assert loaded.agent_id == 7 and loaded.ttl_seconds == 60
+
+
+async def test_every_conversation_key_has_the_ttl_and_one_hash_tag(store, raw_redis):  # type: ignore[no-untyped-def]
+    conversation = cid()
+    await store.append_turn(conversation, 1, turn(1), ttl_seconds=321, new=True)
+    keys = store.layout.conversation(conversation)
+    for key in keys:
+        assert 315 <= raw_redis.ttl(key) <= 321
+        assert f"{{{conversation}}}" in key
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+
+
+async def test_a_continued_conversation_that_vanished_is_not_recreated(store, raw_redis):  # type: ignore[no-untyped-def]
+    conversation = cid()
+    with pytest.raises(ConversationGone):
+        await store.append_turn(conversation, 1, turn(1), ttl_seconds=60, new=False)
+    assert not any(raw_redis.exists(k) for k in store.layout.conversation(conversation))
+
+
+async def test_a_write_never_lands_in_another_agents_conversation(store):  # type: ignore[no-untyped-def]
+    conversation = cid()
+    await store.append_turn(conversation, 1, turn(1), ttl_seconds=60, new=True)
+    with pytest.raises(ConversationGone):
+        await store.append_turn(conversation, 2, turn(2), ttl_seconds=60, new=False)
+    loaded = await store.load_conversation(conversation, 10)
+    assert len(loaded.recent_turns) == 1
+
+
+async def test_an_unreachable_redis_is_store_unavailable_quickly(key_prefix):  # type: ignore[no-untyped-def]
+    from tests.conftest import free_port
+
+    config = StoreConfig(url=f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
+    dead = Store(redis_client(config), config)
+    with pytest.raises(StoreUnavailable):
+        await dead.load_conversation(cid(), 5)
+    with pytest.raises(StoreUnavailable):
+        await dead.append_turn(cid(), 1, turn(1), ttl_seconds=60, new=True)
+    await dead.aclose()
+
+
+async def test_the_embedded_store_runs_the_same_scripts(key_prefix):  # type: ignore[no-untyped-def]
+    from chatspark.store import embedded_client
+
+    config = StoreConfig(prefix=key_prefix, max_turns=2)
+    twin = Store(embedded_client(), config, embedded=True)
+    conversation = cid()
+    for n in range(3):
+        await twin.append_turn(conversation, 1, turn(n), ttl_seconds=60, new=n == 0)
+    loaded = await twin.load_conversation(conversation, 10)
+    assert [t.query for t in loaded.recent_turns] == ["q1", "q2"]
+    await twin.aclose()
+
+
+def test_conversation_keys_share_a_hash_tag_and_carry_the_prefix():  # type: ignore[no-untyped-def]
+    layout = Layout("p")
+    assert layout.conversation("abc") == ("p:conv:{abc}", "p:conv:{abc}:turns", "p:conv:{abc}:tids")
