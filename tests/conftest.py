@@ -105,11 +105,21 @@ def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def make_config(redis_url: str, prefix: str, provider_url: str | None = None, **server: Any) -> Config:
-    """The shipped config.toml, pointed at the test Redis, prefix and (optionally) the fake provider."""
+def make_config(
+    redis_url: str,
+    prefix: str,
+    provider_url: str | None = None,
+    provider_models: dict[str, Any] | None = None,
+    **server: Any,
+) -> Config:
+    """The shipped config.toml, pointed at the test Redis, prefix and (optionally) the fake provider.
+
+    Provider models get no retries unless `provider_models` (ModelSettings fields) says otherwise.
+    """
     config = load_config(environ={})
+    changes = {"retries": 0, **(provider_models or {})}
     models = {
-        name: msgspec.structs.replace(model, api_base=provider_url, api_key_env=TEST_KEY_ENV, retries=0)
+        name: msgspec.structs.replace(model, api_base=provider_url, api_key_env=TEST_KEY_ENV, **changes)
         if model.backend == "litellm"
         else model
         for name, model in config.models.items()
@@ -171,8 +181,14 @@ class RunningServer:
 def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
-    def start(provider_url: str | None = None, store_url: str | None = None, **server: Any) -> RunningServer:
-        running = RunningServer(make_config(store_url or redis_url, key_prefix, provider_url, **server)).start()
+    def start(
+        provider_url: str | None = None,
+        store_url: str | None = None,
+        provider_models: dict[str, Any] | None = None,
+        **server: Any,
+    ) -> RunningServer:
+        config = make_config(store_url or redis_url, key_prefix, provider_url, provider_models, **server)
+        running = RunningServer(config).start()
         started.append(running)
         return running
 
