@@ -6,7 +6,6 @@ is released only after the store acknowledged the write.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import AsyncIterator
 
@@ -16,15 +15,14 @@ from backends import base as backend
 from chatspark import errors
 from chatspark.apikeys import Principal
 from chatspark.clock import iso, now_ms
+from chatspark.agent_registry import AgentRegistry
 from chatspark.agents import Agent
 from chatspark.config import Config
+from chatspark.conversations import CONVERSATION_ID, not_found
 from chatspark.models import ModelRouter
 from chatspark.prompt import PromptWindow, build_prompt
 from chatspark.schemas import ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone, Usage
 from chatspark.store import ConversationGone, Store, StoredTurn
-
-# Conversation ids we mint are 32 url-safe characters (192 random bits); anything else is unknown.
-_CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
 
 def new_conversation_id() -> str:
@@ -40,22 +38,26 @@ class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
     conversation_id: str
     is_new: bool
     message: str
+    asked: int  # ms since the epoch
     temperature: float
     window: PromptWindow
 
 
 class Chat:
-    def __init__(self, config: Config, store: Store, models: ModelRouter) -> None:
+    def __init__(self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry) -> None:
         self.config = config
         self.store = store
         self.models = models
+        self.agents = agents
 
     async def prepare(self, agent_id: int, request: ChatRequest, principal: Principal) -> PreparedTurn:
         """Everything that can fail before the first byte: access, agent, message, conversation."""
+        asked = now_ms()
         principal.require_agent(agent_id)
-        agent = self.config.agent(agent_id)
-        if agent is None:
-            raise errors.AgentNotFound()
+        agent = await self.agents.cached(agent_id)
+        model = self.models.models.get(agent.model_name)
+        if model is None:  # config.toml lost a model that a stored agent still names
+            raise errors.InternalError(f"This agent's model {agent.model_name!r} is not configured on this server.")
         message = self._checked_message(request.message)
 
         stored_turns, history = 0, []
@@ -64,11 +66,10 @@ class Chat:
         else:
             conversation_id, is_new = request.conversation_id, False
             conversation = None
-            if _CONVERSATION_ID.match(conversation_id):
+            if CONVERSATION_ID.match(conversation_id):
                 conversation = await self.store.load_conversation(conversation_id, agent.history_turns)
-            # Another agent's conversation is as unknown as a missing one: ids leak nothing.
             if conversation is None or conversation.agent_id != agent.id:
-                raise errors.ResourceNotFound("No such conversation for this agent (unknown or expired).")
+                raise not_found()
             stored_turns = min(conversation.turn_count, self.config.store.max_turns)
             history = conversation.recent_turns
 
@@ -77,7 +78,7 @@ class Chat:
             history=history,
             stored_turns=stored_turns,
             message=message,
-            model=self.models.models[agent.model_name],
+            model=model,
             max_turns=agent.history_turns,
             max_history_tokens=agent.history_tokens,
         )
@@ -89,6 +90,7 @@ class Chat:
             conversation_id=conversation_id,
             is_new=is_new,
             message=message,
+            asked=asked,
             temperature=temperature,
             window=window,
         )
@@ -170,6 +172,7 @@ class Chat:
             created=now_ms(),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            asked=turn.asked,
         )
         ttl = turn.agent.conversation_ttl_seconds
         try:

@@ -8,6 +8,15 @@ turn's read and write each land on one Redis Cluster slot in one round trip.
 | {p}:conv:{<cid>}                  | hash   | agent, created, updated, turns, ttl; sliding agent TTL  |
 | {p}:conv:{<cid>}:turns            | list   | one JSON turn per item, oldest first, capped; same TTL  |
 | {p}:conv:{<cid>}:tids             | set    | ids of the stored turns (retried writes are no-ops)     |
+| {p}:conv:{<cid>}:ratings          | hash   | assistant message id -> rating; same TTL                |
+| {p}:agent:{<id>}:convs            | zset   | cid scored by creation ms; owned by the agent (deleted  |
+|                                   |        | with it), dead entries pruned on insert and on listing  |
+| {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
+| {p:agents}:index                  | zset   | agent id scored by creation ms; owned with the agents   |
+| {p:agents}:seq                    | string | last agent id handed out (never reused)                 |
+| {p:agents}:seeded                 | set    | config agent ids seeded once (deleted stay deleted)     |
+| {p:agents}:idem:<sha256>          | string | POST /agents idempotency record; TTL 24 h               |
+| {p}:cursor-secret                 | string | HMAC key of list cursors; a singleton, never expires    |
 | {p}:key:{<sha256 of api key>}     | string | JSON key record; TTL expiry+30 d, or 30 d once revoked, |
 |                                   |        | else owned by `chatspark keys revoke`                   |
 | {p}:keys                          | hash   | key id -> sha256, owned by `chatspark keys`             |
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 # How long an expired or revoked key record stays, so a client hears EXPIRED/REVOKED, not INVALID.
 KEY_TOMBSTONE_SECONDS = 30 * 24 * 3600
+IDEMPOTENCY_SECONDS = 24 * 3600
 
 
 class Layout:
@@ -28,6 +38,36 @@ class Layout:
         tag = f"{self.prefix}:conv:{{{cid}}}"
         return tag, f"{tag}:turns", f"{tag}:tids"
 
+    def ratings(self, cid: str) -> str:
+        return f"{self.prefix}:conv:{{{cid}}}:ratings"
+
+    def conversation_keys(self, cid: str) -> tuple[str, str, str, str]:
+        """Every key of one conversation (what a delete removes)."""
+        return (*self.conversation(cid), self.ratings(cid))
+
+    def agent_conversations(self, agent_id: int) -> str:
+        return f"{self.prefix}:agent:{{{agent_id}}}:convs"
+
+    # Agents share one hash tag: creating, seeding and deleting touch the record and the index
+    # atomically in one slot. Their number is small (an agent is configuration, not traffic).
+    def agent(self, agent_id: int) -> str:
+        return f"{{{self.prefix}:agents}}:agent:{agent_id}"
+
+    def agent_index(self) -> str:
+        return f"{{{self.prefix}:agents}}:index"
+
+    def agent_seq(self) -> str:
+        return f"{{{self.prefix}:agents}}:seq"
+
+    def agents_seeded(self) -> str:
+        return f"{{{self.prefix}:agents}}:seeded"
+
+    def agent_idempotency(self, digest: str) -> str:
+        return f"{{{self.prefix}:agents}}:idem:{digest}"
+
+    def cursor_secret(self) -> str:
+        return f"{self.prefix}:cursor-secret"
+
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:key:{{{key_hash}}}"
 
@@ -36,7 +76,7 @@ class Layout:
 
 
 # Appends one turn atomically: the list, the id set, the counters and the sliding TTL move together.
-# KEYS: meta, turns, tids. ARGV: turn id, turn JSON, now ms, ttl s, max turns, agent id, is_new.
+# KEYS: meta, turns, tids, ratings. ARGV: turn id, turn JSON, now ms, ttl s, max turns, agent id, is_new.
 # Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a retried write),
 # -1 = the conversation vanished (expired or deleted) while the turn ran, -2 = agent mismatch.
 APPEND_TURN = """
@@ -64,5 +104,93 @@ local ttl = tonumber(ARGV[4])
 redis.call('EXPIRE', meta, ttl)
 redis.call('EXPIRE', turns, ttl)
 redis.call('EXPIRE', tids, ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
 return {1, count, tonumber(redis.call('HGET', meta, 'created'))}
+"""
+
+# One page of a conversation's turns by absolute turn number, consistent with concurrent appends.
+# KEYS: meta, turns, ratings. ARGV: first turn number wanted, how many (-1: all), agent id.
+# Returns {} when the conversation is gone or another agent's, else
+# {created, updated, ttl, total appended, first stored turn number, {turns...}, {ratings...}}.
+READ_TURNS = """
+local meta = redis.call('HMGET', KEYS[1], 'agent', 'created', 'updated', 'ttl', 'turns')
+if not meta[1] or meta[1] ~= ARGV[3] then return {} end
+local total = tonumber(meta[5])
+local first = total - redis.call('LLEN', KEYS[2])
+local start = math.max(tonumber(ARGV[1]) - first, 0)
+local stop = -1
+if tonumber(ARGV[2]) >= 0 then stop = start + tonumber(ARGV[2]) - 1 end
+return {meta[2], meta[3], meta[4], total, first, redis.call('LRANGE', KEYS[2], start, stop),
+        redis.call('HGETALL', KEYS[3])}
+"""
+
+# Rates one assistant message. KEYS: meta, tids, ratings, turns. ARGV: message id, rating ('' clears), agent.
+# Returns 1 rated, 0 no such conversation, -1 no such message, -2 a user message (not ratable).
+RATE_MESSAGE = """
+if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[3] then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+    if cjson.decode(raw)['user_id'] == ARGV[1] then return -2 end
+  end
+  return -1
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+else
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], redis.call('PTTL', KEYS[1]))
+end
+return 1
+"""
+
+# Deletes one conversation if it belongs to the agent. KEYS: meta, turns, tids, ratings. ARGV: agent.
+DELETE_CONVERSATION = """
+if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+
+# Seeds one configured agent once: never clobbers an edited agent, never revives a deleted one.
+# KEYS: agent, index, seq, seeded. ARGV: id, JSON, created ms.
+SEED_AGENT = """
+if redis.call('SADD', KEYS[4], ARGV[1]) == 0 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[2], 'NX') then
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
+end
+local seq = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[1]) > seq then redis.call('SET', KEYS[3], ARGV[1]) end
+return 1
+"""
+
+# Stores a new agent under an id already taken from seq, honouring an idempotency record.
+# KEYS: agent, index, idempotency key ('' when none). ARGV: id, JSON, created ms, body digest, ttl s.
+# Returns {1, id} created, {0, earlier id} replayed, {-1, 0} the key was used with another body.
+CREATE_AGENT = """
+if KEYS[3] ~= '' then
+  local earlier = redis.call('GET', KEYS[3])
+  if earlier then
+    local digest, id = string.match(earlier, '^(%x+):(%d+)$')
+    if digest ~= ARGV[4] then return {-1, 0} end
+    return {0, tonumber(id)}
+  end
+  redis.call('SET', KEYS[3], ARGV[4] .. ':' .. ARGV[1], 'EX', ARGV[5])
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return {1, tonumber(ARGV[1])}
+"""
+
+# Replaces an agent only if it still exists (a PATCH racing a DELETE must not revive it).
+# KEYS: agent. ARGV: JSON.
+UPDATE_AGENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: agent, index. ARGV: id.
+DELETE_AGENT = """
+local existed = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return existed
 """

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
+from chatspark.agents import AgentDetail, AgentSummary
 from chatspark.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -74,6 +75,74 @@ class Health(msgspec.Struct, kw_only=True):
     timestamp: str
     store: str
     failed: list[str] = []
+
+
+Rating = Literal["positive", "negative"]
+
+
+class AgentsPage(msgspec.Struct, kw_only=True, rename="camel"):
+    agents: list[AgentSummary]
+    next_cursor: str | None
+
+
+class AgentEnvelope(msgspec.Struct, kw_only=True):
+    agent: AgentDetail
+
+
+class ConversationRow(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str
+    message_count: int
+    last_message_at: str
+    created_at: str
+    expires_at: str
+
+
+class ConversationsPage(msgspec.Struct, kw_only=True, rename="camel"):
+    conversations: list[ConversationRow]
+    next_cursor: str | None
+
+
+class Exchange(msgspec.Struct, kw_only=True, rename="camel"):
+    query: str
+    response: str
+    created_at: str
+    message_id: str
+    model: str
+    rating: Rating | None
+
+
+class ConversationDetail(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str
+    created_at: str
+    expires_at: str
+    messages: list[Exchange]
+
+
+class ConversationEnvelope(msgspec.Struct, kw_only=True):
+    conversation: ConversationDetail
+
+
+class MessageRow(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: str
+    model: str | None
+    rating: Rating | None
+
+
+class MessagesPage(msgspec.Struct, kw_only=True, rename="camel"):
+    messages: list[MessageRow]
+    next_cursor: str | None
+
+
+class FeedbackRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    rating: Rating | None
+
+
+class FeedbackResponse(msgspec.Struct, kw_only=True, rename="camel"):
+    message_id: str
+    rating: Rating | None
 
 
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
+from chatspark.agent_registry import AgentRegistry
 from chatspark.chat import Chat
 from chatspark.config import Config
+from chatspark.conversations import Conversations
 from chatspark.models import ModelRouter
+from chatspark.pagination import Cursors
 from chatspark.store import Store
 
 
@@ -15,3 +18,6 @@ class Services(msgspec.Struct, kw_only=True):
     store: Store
     models: ModelRouter
     chat: Chat
+    agents: AgentRegistry
+    conversations: Conversations
+    cursors: Cursors

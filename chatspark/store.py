@@ -6,6 +6,7 @@ The only module that imports redis. Every failure to reach Redis becomes `StoreU
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,7 +18,14 @@ from redis.exceptions import RedisError
 
 from chatspark.config import StoreConfig
 from chatspark.errors import ServiceUnavailable
-from chatspark.redis_layout import APPEND_TURN, KEY_TOMBSTONE_SECONDS, Layout
+from chatspark.redis_layout import (
+    APPEND_TURN,
+    DELETE_CONVERSATION,
+    KEY_TOMBSTONE_SECONDS,
+    RATE_MESSAGE,
+    READ_TURNS,
+    Layout,
+)
 
 log = logging.getLogger("chatspark.store")
 T = TypeVar("T")
@@ -35,9 +43,10 @@ class StoredTurn(msgspec.Struct, frozen=True, kw_only=True):
     query: str
     response: str
     model: str
-    created: int  # ms since the epoch
+    created: int  # ms since the epoch, when the answer was complete
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    asked: int = 0  # ms since the epoch, when the message arrived (0 in turns stored before it existed)
 
 
 class Conversation(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +57,32 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     turn_count: int
     ttl_seconds: int
     recent_turns: list[StoredTurn]  # oldest first, at most the number asked for
+
+
+class ConversationInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of an agent's conversation list."""
+
+    id: str
+    created: int
+    updated: int
+    ttl_seconds: int
+    stored_turns: int
+
+
+class TurnPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Stored turns of one conversation from a turn number on, with the ratings of its answers."""
+
+    created: int
+    updated: int
+    ttl_seconds: int
+    first_stored: int  # the number of the oldest turn still stored (older ones fell off the cap)
+    total: int  # turns ever appended; the next turn gets this number
+    turns: list[StoredTurn]
+    ratings: dict[str, str]
+
+
+class RateOutcome:
+    RATED, NO_CONVERSATION, NO_MESSAGE, NOT_RATABLE = 1, 0, -1, -2
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -84,6 +119,9 @@ class Store:
         self.embedded = embedded
         self.layout = Layout(config.prefix)
         self._append_turn = client.register_script(APPEND_TURN)
+        self._read_turns = client.register_script(READ_TURNS)
+        self._rate_message = client.register_script(RATE_MESSAGE)
+        self._delete_conversation = client.register_script(DELETE_CONVERSATION)
 
     async def ping(self) -> None:
         await self._call(self.client.ping)
@@ -125,8 +163,14 @@ class Store:
     async def append_turn(
         self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool
     ) -> AppendResult:
-        """Stores one complete turn and slides the conversation's TTL. Safe to retry."""
-        keys = self.layout.conversation(cid)
+        """Stores one complete turn and slides the conversation's TTL. Safe to retry.
+
+        A new conversation enters its agent's index first: an index entry without a conversation
+        is pruned later, a conversation missing from the index would be unlisted and undeletable.
+        """
+        if new:
+            await self._index_conversation(agent_id, cid, turn.created)
+        keys = self.layout.conversation_keys(cid)
         args = [turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new)]
         last_error: StoreUnavailable | None = None
         for attempt in range(self.config.write_attempts):
@@ -142,6 +186,158 @@ class Store:
         if status < 0:
             raise ConversationGone(cid)
         return AppendResult(stored=status == 1, turn_count=int(count), created=int(created))
+
+    async def _index_conversation(self, agent_id: int, cid: str, created: int) -> None:
+        index = self.layout.agent_conversations(agent_id)
+
+        async def add() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zadd(index, {cid: created}, nx=True)
+            pipe.zrange(index, 0, 1)  # the two oldest: pruned if dead, so the index cannot grow
+            return await pipe.execute()
+
+        _, oldest = await self._call(add)
+        await self._prune(index, [c.decode() for c in oldest if c.decode() != cid])
+
+    async def _prune(self, index: str, cids: list[str]) -> list[str]:
+        """Drops index entries whose conversation expired or was deleted; returns the live ones."""
+        if not cids:
+            return []
+
+        async def exists() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for c in cids:
+                pipe.exists(self.layout.conversation(c)[0])
+            return await pipe.execute()
+
+        alive = await self._call(exists)
+        dead = [c for c, a in zip(cids, alive, strict=True) if not a]
+        if dead:
+            await self._call(lambda: self.client.zrem(index, *dead))
+        return [c for c, a in zip(cids, alive, strict=True) if a]
+
+    async def list_conversations(
+        self, agent_id: int, after: tuple[int, str] | None, limit: int
+    ) -> list[ConversationInfo]:
+        """Up to `limit` live conversations, newest first, strictly after (created, id) `after`.
+
+        Sorted by (created desc, id desc), so a position stays valid while conversations arrive
+        (newer ones sort before it) and expire (they just drop out).
+        """
+        index = self.layout.agent_conversations(agent_id)
+        found: list[ConversationInfo] = []
+        top: int | str = "+inf" if after is None else after[0]
+        offset = 0  # entries already read at score `top` (ties)
+        while len(found) < limit:
+            batch = limit - len(found) + 8
+            raw = await self._call(
+                lambda t=top, o=offset, b=batch: self.client.zrevrangebyscore(
+                    index, t, "-inf", start=o, num=b, withscores=True
+                )
+            )
+            candidates = []
+            for member, score in raw:
+                cid, created = member.decode(), int(score)
+                # Entries sharing the position's creation time sort by id, descending.
+                if after is not None and created == after[0] and cid >= after[1]:
+                    continue
+                candidates.append((cid, created))
+            rows, dead = await self._conversation_rows(index, agent_id, candidates)
+            found.extend(rows)
+            if len(raw) < batch:
+                break
+            last = int(raw[-1][1])
+            ties = sum(1 for member, score in raw if int(score) == last and member.decode() not in dead)
+            offset = offset + ties if last == top else ties
+            top = last
+        return found[:limit]
+
+    async def _conversation_rows(
+        self, index: str, agent_id: int, candidates: list[tuple[str, int]]
+    ) -> tuple[list[ConversationInfo], set[str]]:
+        """The rows of the live candidates, and the dead ones (removed from the index)."""
+        if not candidates:
+            return [], set()
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for cid, _ in candidates:
+                meta, turns, _ = self.layout.conversation(cid)
+                pipe.hmget(meta, "agent", "created", "updated", "ttl")
+                pipe.llen(turns)
+            return await pipe.execute()
+
+        replies = await self._call(read)
+        rows, dead = [], []
+        for i, (cid, _) in enumerate(candidates):
+            (agent, created, updated, ttl), stored = replies[2 * i], replies[2 * i + 1]
+            if agent is None or int(agent) != agent_id:
+                dead.append(cid)
+                continue
+            rows.append(ConversationInfo(
+                id=cid, created=int(created), updated=int(updated), ttl_seconds=int(ttl), stored_turns=int(stored)
+            ))
+        if dead:
+            await self._call(lambda: self.client.zrem(index, *dead))
+        return rows, set(dead)
+
+    async def read_turns(self, cid: str, agent_id: int, first: int = 0, count: int = -1) -> TurnPage | None:
+        """Turns numbered `first` on (`count` of them, -1: all), atomically; None if no such conversation."""
+        meta, turns, _ = self.layout.conversation(cid)
+        keys = [meta, turns, self.layout.ratings(cid)]
+        reply = await self._call(lambda: self._read_turns(keys=keys, args=[first, count, agent_id]))
+        if not reply:
+            return None
+        created, updated, ttl, total, first_stored, raw_turns, raw_ratings = reply
+        return TurnPage(
+            created=int(created),
+            updated=int(updated),
+            ttl_seconds=int(ttl),
+            first_stored=int(first_stored),
+            total=int(total),
+            turns=[_turn_decoder.decode(raw) for raw in raw_turns],
+            ratings={raw_ratings[i].decode(): raw_ratings[i + 1].decode() for i in range(0, len(raw_ratings), 2)},
+        )
+
+    async def rate_message(self, cid: str, agent_id: int, message_id: str, rating: str | None) -> int:
+        """A `RateOutcome` value."""
+        meta, turns, tids = self.layout.conversation(cid)
+        keys = [meta, tids, self.layout.ratings(cid), turns]
+        return int(await self._call(lambda: self._rate_message(keys=keys, args=[message_id, rating or "", agent_id])))
+
+    async def delete_conversation(self, cid: str, agent_id: int) -> bool:
+        deleted = await self._call(
+            lambda: self._delete_conversation(keys=list(self.layout.conversation_keys(cid)), args=[agent_id])
+        )
+        await self._call(lambda: self.client.zrem(self.layout.agent_conversations(agent_id), cid))
+        return bool(deleted)
+
+    async def delete_agent_conversations(self, agent_id: int) -> int:
+        """Deletes every conversation of an agent and its index; returns how many were listed."""
+        index = self.layout.agent_conversations(agent_id)
+        deleted = 0
+        while True:
+            cids = [c.decode() for c in await self._call(lambda: self.client.zrange(index, 0, 199))]
+            if not cids:
+                break
+
+            async def delete(batch: list[str] = cids) -> None:
+                pipe = self.client.pipeline(transaction=False)
+                for cid in batch:
+                    pipe.delete(*self.layout.conversation_keys(cid))
+                pipe.zrem(index, *batch)
+                await pipe.execute()
+
+            await self._call(delete)
+            deleted += len(cids)
+        await self._call(lambda: self.client.delete(index))
+        return deleted
+
+    async def cursor_secret(self) -> bytes:
+        """The deployment's cursor-signing key, made once by whichever replica starts first."""
+        key = self.layout.cursor_secret()
+        await self._call(lambda: self.client.set(key, secrets.token_bytes(32), nx=True))
+        return bytes(await self._call(lambda: self.client.get(key)))
 
     # -- API keys --------------------------------------------------------------------------------
 

@@ -16,6 +16,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from chatspark import errors
+from chatspark.agent_registry import AgentRegistry
+from chatspark.agent_store import AgentStore
+from chatspark.api import agents as agents_api
+from chatspark.api import conversations as conversations_api
 from chatspark.api.chat import chat
 from chatspark.api.health import health
 from chatspark.api.http import json_response
@@ -23,7 +27,9 @@ from chatspark.apikeys import mint_key
 from chatspark.chat import Chat
 from chatspark.clock import now_ms
 from chatspark.config import Config
+from chatspark.conversations import Conversations
 from chatspark.models import ModelRouter
+from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
 from chatspark.store import Store, open_store
@@ -31,6 +37,7 @@ from chatspark.store import Store, open_store
 log = logging.getLogger("chatspark")
 
 DEV_KEY_HOURS = 24
+CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 
 
 def create_app(
@@ -48,11 +55,22 @@ def create_app(
         store = await open_store(config.store, allow_embedded=allow_embedded, embedded_server=embedded_server)
         models = ModelRouter.load(config.models)
         await models.warmup()
-        app.state.services = Services(config=config, store=store, models=models, chat=Chat(config, store, models))
+        agents = AgentRegistry(AgentStore(store), config.models, seed=config.agents)
+        seeded = await agents.seed()
+        cursors = Cursors(store.cursor_secret)
+        app.state.services = Services(
+            config=config,
+            store=store,
+            models=models,
+            chat=Chat(config, store, models, agents),
+            agents=agents,
+            conversations=Conversations(store, cursors),
+            cursors=cursors,
+        )
         if dev_key:
             await _print_dev_key(store, config.server.port)
-        log.info("ready: %d agents, models %s, store %s", len(config.agents), ", ".join(config.models),
-                 "EMBEDDED" if store.embedded else "redis")
+        log.info("ready: %d configured agents (%d new in the store), models %s, store %s", len(config.agents), seeded,
+                 ", ".join(config.models), "EMBEDDED" if store.embedded else "redis")
         try:
             yield
         finally:
@@ -62,7 +80,17 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/api/v1/health", health, methods=["GET"]),
+            Route("/api/v1/agents", agents_api.list_agents, methods=["GET"]),
+            Route("/api/v1/agents", agents_api.create_agent, methods=["POST"]),
+            Route("/api/v1/agents/{agent_id}", agents_api.get_agent, methods=["GET"]),
+            Route("/api/v1/agents/{agent_id}", agents_api.update_agent, methods=["PATCH"]),
+            Route("/api/v1/agents/{agent_id}", agents_api.delete_agent, methods=["DELETE"]),
             Route("/api/v1/agents/{agent_id}/chat", chat, methods=["POST"]),
+            Route(f"{CONVERSATION}", conversations_api.get_conversation, methods=["GET"]),
+            Route(f"{CONVERSATION}", conversations_api.delete_conversation, methods=["DELETE"]),
+            Route("/api/v1/agents/{agent_id}/conversations", conversations_api.list_conversations, methods=["GET"]),
+            Route(f"{CONVERSATION}/messages", conversations_api.list_messages, methods=["GET"]),
+            Route(f"{CONVERSATION}/messages/{{message_id}}/feedback", conversations_api.rate_message, methods=["POST"]),
         ],
         lifespan=lifespan,
         exception_handlers={

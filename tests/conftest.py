@@ -87,7 +87,8 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     yield prefix
     client = redis.Redis.from_url(redis_url)
     try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        # Agent keys start with the hash tag `{<prefix>:agents}`; other tests add suffixes to it.
+        for key in client.scan_iter(match=f"*{prefix}*", count=1000):
             client.delete(key)
     finally:
         client.close()
@@ -185,9 +186,10 @@ def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runn
         provider_url: str | None = None,
         store_url: str | None = None,
         provider_models: dict[str, Any] | None = None,
+        prefix: str | None = None,
         **server: Any,
     ) -> RunningServer:
-        config = make_config(store_url or redis_url, key_prefix, provider_url, provider_models, **server)
+        config = make_config(store_url or redis_url, prefix or key_prefix, provider_url, provider_models, **server)
         running = RunningServer(config).start()
         started.append(running)
         return running

@@ -114,3 +114,36 @@ async def test_the_embedded_store_runs_the_same_scripts(key_prefix):  # type: ig
 def test_conversation_keys_share_a_hash_tag_and_carry_the_prefix():  # type: ignore[no-untyped-def]
     layout = Layout("p")
     assert layout.conversation("abc") == ("p:conv:{abc}", "p:conv:{abc}:turns", "p:conv:{abc}:tids")
+
+
+async def test_listing_pages_through_ties_on_the_creation_time_exactly_once(store):  # type: ignore[no-untyped-def]
+    agent = 900_000 + secrets.randbelow(99_999)
+    made = set()
+    for n in range(30):  # all created in the same millisecond: only the id orders them
+        conversation = cid()
+        await store.append_turn(conversation, agent, turn(0), ttl_seconds=60, new=True)
+        made.add(conversation)
+    seen: list[str] = []
+    after = None
+    while True:
+        rows = await store.list_conversations(agent, after, 7)
+        seen += [r.id for r in rows]
+        if len(rows) < 7:
+            break
+        after = (rows[-1].created, rows[-1].id)
+    assert len(seen) == 30 and set(seen) == made
+    assert seen == sorted(seen, reverse=True)
+    assert await store.delete_agent_conversations(agent) == 30
+
+
+async def test_a_new_conversation_prunes_dead_entries_from_the_index(store, raw_redis):  # type: ignore[no-untyped-def]
+    agent = 900_000 + secrets.randbelow(99_999)
+    dead = cid()
+    await store.append_turn(dead, agent, turn(0), ttl_seconds=60, new=True)
+    raw_redis.delete(*store.layout.conversation_keys(dead))
+    await store.append_turn(cid(), agent, turn(1), ttl_seconds=60, new=True)
+    index = store.layout.agent_conversations(agent)
+    assert raw_redis.zscore(index, dead) is None
+    assert raw_redis.zcard(index) == 1
+    await store.delete_agent_conversations(agent)
+    assert raw_redis.exists(index) == 0

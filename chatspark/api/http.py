@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chatspark.apikeys import Principal, authenticate
-from chatspark.errors import AgentNotFound, PayloadTooLarge
+from chatspark.errors import AgentNotFound, PayloadTooLarge, ValidationFailed
+from chatspark.pagination import PageQuery, page_query
 from chatspark.schemas import decode_body
 from chatspark.services import Services
 
@@ -48,6 +49,20 @@ async def json_body(request: Request, kind: type[T]) -> T:
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
     return decode_body(bytes(body), kind)
+
+
+def page(request: Request) -> PageQuery:
+    return page_query(request.query_params)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The optional `Idempotency-Key` header: 1–255 printable ASCII characters."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise ValidationFailed.field("Idempotency-Key", "must be 1 to 255 printable ASCII characters")
+    return key
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -1,0 +1,81 @@
+"""Opaque, signed list cursors: a client can hand one back but cannot forge, alter or reuse it
+on another list (the list it belongs to is inside the signature)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from chatspark.errors import ValidationFailed
+
+Limit = Annotated[int, Meta(ge=1, le=100)]
+DEFAULT_LIMIT = 20
+
+
+class Position(msgspec.Struct, array_like=True, frozen=True):
+    """Where the previous page ended: the sort key (a time in ms, or a sequence) and an id for ties."""
+
+    list: str  # which list this cursor walks, e.g. "conversations:1"
+    score: int
+    id: str
+
+
+class Cursors:
+    """Signs with the deployment's shared secret, fetched from the store on first use (every
+    replica must accept the cursors of every other)."""
+
+    def __init__(self, load_secret: Callable[[], Awaitable[bytes]]) -> None:
+        self._load_secret = load_secret
+        self._secret: bytes | None = None
+
+    async def _key(self) -> bytes:
+        if self._secret is None:
+            self._secret = await self._load_secret()
+        return self._secret
+
+    async def encode(self, position: Position) -> str:
+        payload = msgspec.msgpack.encode(position)
+        tag = hmac.new(await self._key(), payload, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(tag + payload).decode().rstrip("=")
+
+    async def decode(self, cursor: str, list_name: str) -> Position:
+        secret = await self._key()
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            tag, payload = raw[:16], raw[16:]
+            expected = hmac.new(secret, payload, hashlib.sha256).digest()[:16]
+            if len(cursor) > 512 or not hmac.compare_digest(tag, expected):
+                raise ValueError
+            position = msgspec.msgpack.decode(payload, type=Position)
+        except (ValueError, binascii.Error, msgspec.DecodeError):
+            raise ValidationFailed.field("cursor", "is not a cursor this service issued") from None
+        if position.list != list_name:
+            raise ValidationFailed.field("cursor", "belongs to another list")
+        return position
+
+
+class PageQuery(msgspec.Struct, frozen=True):
+    limit: int
+    cursor: str | None
+
+
+def page_query(params: Mapping[str, str]) -> PageQuery:
+    """`limit` (1–100, default 20) and `cursor` from a query string; other parameters are refused."""
+    unknown = sorted(set(params) - {"limit", "cursor"})
+    if unknown:
+        raise ValidationFailed.field(unknown[0], "is not a known parameter")
+    raw_limit = params.get("limit")
+    limit = DEFAULT_LIMIT
+    if raw_limit is not None:
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+            raise ValidationFailed.field("limit", "must be an integer from 1 to 100")
+        limit = int(raw_limit)
+    cursor = params.get("cursor") or None
+    return PageQuery(limit=limit, cursor=cursor)
