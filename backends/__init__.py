@@ -9,7 +9,7 @@ import importlib
 
 from backends.base import Backend
 
-KNOWN = ("local", "litellm")
+KNOWN = ("local", "litellm", "openai")
 
 
 def load_backend(name: str) -> Backend:

@@ -12,7 +12,6 @@ import socket
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import anyio
 import httpx
 
 # Set before the import: litellm reads them at import time. Offline mode stops the model-cost-map
@@ -42,6 +41,7 @@ from backends.base import (  # noqa: E402
     UpstreamTimeout,
     Usage,
 )
+from backends.retry import complete_with_retries, stream_with_retries  # noqa: E402
 
 litellm.suppress_debug_info = True  # no banner on stdout for each exception
 litellm.redact_messages_in_exceptions = True  # keeps user text out of exceptions and logs
@@ -55,68 +55,22 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
 
 log = logging.getLogger("chatspark.backends.litellm")
 
-BACKOFF_SECONDS = (0.2, 0.4, 0.8)  # between attempts; the last value repeats
-MAX_BACKOFF_TOTAL = 2.0
-
-
 class LitellmBackend:
     async def complete(self, call: ModelCall) -> Completion:
         kwargs = _request(call)
-        slept = 0.0
-        for attempt in range(1 + max(0, call.model.retries)):
+
+        async def attempt() -> Completion:
             try:
                 response = await litellm.acompletion(**kwargs)
             except Exception as exc:
-                error = _map_error(exc, call.model)
-                pause = _backoff(attempt, slept)
-                if attempt >= call.model.retries or not _worth_retrying(error) or pause is None:
-                    raise error from exc
-                log.info("model %s attempt %d failed (%s); retrying", call.model.name, attempt + 1, error)
-                await anyio.sleep(pause)
-                slept += pause
-                continue
+                raise _map_error(exc, call.model) from exc
             text = response.choices[0].message.content or ""
             return Completion(text, _usage(getattr(response, "usage", None), call, text))
-        raise AssertionError("unreachable: the loop returns or raises")
 
-    async def stream(self, call: ModelCall) -> AsyncGenerator[Delta, None]:
-        kwargs = {**_request(call), "stream": True, "stream_options": {"include_usage": True}}
-        slept = 0.0
-        for attempt in range(1 + max(0, call.model.retries)):
-            started = False  # after the first delta, a failure is final: the consumer has seen text
-            response: Any = None
-            try:
-                response = await litellm.acompletion(**kwargs)
-                parts: list[str] = []
-                usage: Usage | None = None
-                async for chunk in response:
-                    if getattr(chunk, "usage", None) is not None:
-                        usage = _usage(chunk.usage, call, "")
-                    for choice in chunk.choices or ():
-                        text = getattr(choice.delta, "content", None)
-                        if text:
-                            parts.append(text)
-                            started = True
-                            yield Delta(text)
-                if not parts and usage is None:
-                    # litellm turns a 200 whose body is not SSE into an empty "successful" stream
-                    # (and invents finish_reason="stop"), so nothing-at-all is the only tell.
-                    raise _EmptyStream
-                yield Delta("", usage if usage is not None else _usage(None, call, "".join(parts)))
-                return
-            except Exception as exc:
-                error = _map_error(exc, call.model, mid_stream=started)
-                pause = _backoff(attempt, slept)
-                if started or attempt >= call.model.retries or not _worth_retrying(error) or pause is None:
-                    raise error from exc
-                log.info("model %s attempt %d failed (%s); retrying", call.model.name, attempt + 1, error)
-            finally:
-                # Also runs when the consumer stops early (aclose/cancel): closes the HTTP response
-                # so the provider stops generating. litellm's aclose shields itself from cancellation.
-                if response is not None and hasattr(response, "aclose"):
-                    await response.aclose()
-            await anyio.sleep(pause)
-            slept += pause
+        return await complete_with_retries(call.model, attempt)
+
+    def stream(self, call: ModelCall) -> AsyncGenerator[Delta, None]:
+        return stream_with_retries(call.model, lambda: _stream_once(_stream_request(call), call))
 
     async def warmup(self, model: ModelSettings) -> None:
         """Run both call paths once offline (`mock_response`): the first real stream then skips ~430 ms
@@ -166,15 +120,8 @@ def _request(call: ModelCall) -> dict[str, Any]:
     }
 
 
-def _backoff(attempt: int, slept: float) -> float | None:
-    """The pause before the next attempt, or None once the retry budget would pass MAX_BACKOFF_TOTAL."""
-    pause = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
-    return pause if slept + pause <= MAX_BACKOFF_TOTAL else None
-
-
-def _worth_retrying(error: BackendError) -> bool:
-    # A timeout already cost the model's whole timeout: hand over to a fallback model instead.
-    return error.retryable and not isinstance(error, UpstreamTimeout)
+def _stream_request(call: ModelCall) -> dict[str, Any]:
+    return {**_request(call), "stream": True, "stream_options": {"include_usage": True}}
 
 
 def _usage(usage: Any, call: ModelCall, text: str) -> Usage:
@@ -184,6 +131,37 @@ def _usage(usage: Any, call: ModelCall, text: str) -> Usage:
         prompt = sum(math.ceil(len(m.content.encode()) / 4) for m in call.messages)
         completion = math.ceil(len(text.encode()) / 4)
     return Usage(int(prompt), int(completion))
+
+
+async def _stream_once(kwargs: dict[str, Any], call: ModelCall) -> AsyncGenerator[Delta, None]:
+    """One attempt of a stream; failures raised as our errors."""
+    started = False
+    response: Any = None
+    try:
+        response = await litellm.acompletion(**kwargs)
+        parts: list[str] = []
+        usage: Usage | None = None
+        async for chunk in response:
+            if getattr(chunk, "usage", None) is not None:
+                usage = _usage(chunk.usage, call, "")
+            for choice in chunk.choices or ():
+                text = getattr(choice.delta, "content", None)
+                if text:
+                    parts.append(text)
+                    started = True
+                    yield Delta(text)
+        if not parts and usage is None:
+            # litellm turns a 200 whose body is not SSE into an empty "successful" stream
+            # (and invents finish_reason="stop"), so nothing-at-all is the only tell.
+            raise _EmptyStream
+        yield Delta("", usage if usage is not None else _usage(None, call, "".join(parts)))
+    except Exception as exc:
+        raise _map_error(exc, call.model, mid_stream=started) from exc
+    finally:
+        # Also runs when the consumer stops early (aclose/cancel): closes the HTTP response
+        # so the provider stops generating. litellm's aclose shields itself from cancellation.
+        if response is not None and hasattr(response, "aclose"):
+            await response.aclose()
 
 
 class _EmptyStream(Exception):
