@@ -22,6 +22,7 @@ from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api.chat import chat
 from chatspark.api.health import health
+from chatspark.api.openapi import openapi
 from chatspark.api.http import json_response
 from chatspark.apikeys import mint_key
 from chatspark.chat import Chat
@@ -80,6 +81,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/api/v1/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/api/v1/agents", agents_api.list_agents, methods=["GET"]),
             Route("/api/v1/agents", agents_api.create_agent, methods=["POST"]),
             Route("/api/v1/agents/{agent_id}", agents_api.get_agent, methods=["GET"]),
