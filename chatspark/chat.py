@@ -6,9 +6,11 @@ is released only after the store acknowledged the write.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator
 
+import anyio
 import msgspec
 
 from backends import base as backend
@@ -22,7 +24,10 @@ from chatspark.conversations import CONVERSATION_ID, not_found
 from chatspark.models import ModelRouter
 from chatspark.prompt import PromptWindow, build_prompt
 from chatspark.schemas import ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone, Usage
-from chatspark.store import ConversationGone, Store, StoredTurn
+from chatspark.leases import LeaseKeeper
+from chatspark.store import ConversationGone, LeaseTaken, Store, StoredTurn
+
+log = logging.getLogger("chatspark.chat")
 
 
 def new_conversation_id() -> str:
@@ -33,6 +38,16 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(16)
 
 
+class Lease:
+    """This turn's hold on its conversation: taken in `prepare`, given up by the turn's write (the
+    store deletes it) or by `Chat.settle` when the turn ends any other way."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.token = secrets.token_hex(12)
+        self.held = True
+
+
 class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
     agent: Agent
     conversation_id: str
@@ -41,14 +56,18 @@ class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
     asked: int  # ms since the epoch
     temperature: float
     window: PromptWindow
+    lease: Lease
 
 
 class Chat:
-    def __init__(self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry) -> None:
+    def __init__(
+        self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry, leases: LeaseKeeper
+    ) -> None:
         self.config = config
         self.store = store
         self.models = models
         self.agents = agents
+        self.leases = leases
 
     async def prepare(self, agent_id: int, request: ChatRequest, principal: Principal) -> PreparedTurn:
         """Everything that can fail before the first byte: access, agent, message, conversation."""
@@ -60,28 +79,20 @@ class Chat:
             raise errors.InternalError(f"This agent's model {agent.model_name!r} is not configured on this server.")
         message = self._checked_message(request.message)
 
-        stored_turns, history = 0, []
-        if request.conversation_id is None:
-            conversation_id, is_new = new_conversation_id(), True
-        else:
-            conversation_id, is_new = request.conversation_id, False
-            conversation = None
-            if CONVERSATION_ID.match(conversation_id):
-                conversation = await self.store.load_conversation(conversation_id, agent.history_turns)
-            if conversation is None or conversation.agent_id != agent.id:
-                raise not_found()
-            stored_turns = min(conversation.turn_count, self.config.store.max_turns)
-            history = conversation.recent_turns
-
-        window = build_prompt(
-            instructions=agent.bot_personality,
-            history=history,
-            stored_turns=stored_turns,
-            message=message,
-            model=model,
-            max_turns=agent.history_turns,
-            max_history_tokens=agent.history_tokens,
-        )
+        conversation_id, is_new, lease, history, stored_turns = await self._claim(request.conversation_id, agent)
+        try:
+            window = build_prompt(
+                instructions=agent.bot_personality,
+                history=history,
+                stored_turns=stored_turns,
+                message=message,
+                model=model,
+                max_turns=agent.history_turns,
+                max_history_tokens=agent.history_tokens,
+            )
+        except BaseException:
+            await self._release(conversation_id, lease)
+            raise
         temperature = next(
             t for t in (request.temperature, agent.temperature, self.config.default_temperature) if t is not None
         )
@@ -93,15 +104,64 @@ class Chat:
             asked=asked,
             temperature=temperature,
             window=window,
+            lease=lease,
         )
+
+    async def _claim(
+        self, requested: str | None, agent: Agent
+    ) -> tuple[str, bool, Lease, list[StoredTurn], int]:
+        """The conversation this turn continues (or a new one), held by a lease so no other turn of
+        it runs meanwhile: (id, is new, lease, recent turns, stored turn count)."""
+        if requested is None:
+            conversation_id = new_conversation_id()
+            lease = Lease(self.store.layout.lease(conversation_id))
+            await self.store.take_lease(conversation_id, lease.token)
+            self.leases.hold(lease.key, lease.token)
+            return conversation_id, True, lease, [], 0
+        if not CONVERSATION_ID.match(requested):
+            raise not_found()
+        lease = Lease(self.store.layout.lease(requested))
+        try:
+            conversation = await self.store.load_conversation(requested, agent.history_turns, lease.token)
+        except LeaseTaken as busy:
+            if busy.agent_id not in (None, agent.id):
+                raise not_found() from None
+            raise errors.ConversationBusy(headers={"retry-after": "1"}) from None
+        if conversation is None:
+            raise not_found()
+        if conversation.agent_id != agent.id:
+            await self.store.release_lease(requested, lease.token)
+            raise not_found()
+        self.leases.hold(lease.key, lease.token)
+        stored_turns = min(conversation.turn_count, self.config.store.max_turns)
+        return requested, False, lease, conversation.recent_turns, stored_turns
+
+    async def settle(self, turn: PreparedTurn) -> None:
+        """Gives up the turn's lease unless its write already did. Safe to call more than once, and
+        under cancellation (a disconnected client)."""
+        await self._release(turn.conversation_id, turn.lease)
+
+    async def _release(self, conversation_id: str, lease: Lease) -> None:
+        if not lease.held:
+            return
+        lease.held = False
+        self.leases.drop(lease.key, lease.token)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.release_lease(conversation_id, lease.token)
+            except errors.ServiceUnavailable:
+                log.warning("could not release a conversation lease; it lapses by itself")
 
     async def complete(self, turn: PreparedTurn) -> ChatResponse:
         try:
-            completion, model = await self.models.complete(turn.agent.model_name, **self._call(turn))
-        except backend.BackendError as exc:
-            raise _api_error(exc) from exc
-        usage = Usage(completion.usage.prompt_tokens, completion.usage.completion_tokens)
-        message_id, expires_at = await self._store(turn, completion.text, model.name, usage)
+            try:
+                completion, model = await self.models.complete(turn.agent.model_name, **self._call(turn))
+            except backend.BackendError as exc:
+                raise _api_error(exc) from exc
+            usage = Usage(completion.usage.prompt_tokens, completion.usage.completion_tokens)
+            message_id, expires_at = await self._store(turn, completion.text, model.name, usage)
+        finally:
+            await self.settle(turn)
         return ChatResponse(
             text=completion.text,
             reply=completion.text,
@@ -119,21 +179,24 @@ class Chat:
         usage: backend.Usage | None = None
         deltas = self.models.stream(turn.agent.model_name, **self._call(turn))
         try:
-            async for delta in deltas:
-                if delta.usage is not None:
-                    usage = delta.usage
-                if delta.text:
-                    parts.append(delta.text)
-                    yield StreamDelta(delta=delta.text, conversation_id=turn.conversation_id)
-        except backend.BackendError as exc:
-            raise _api_error(exc) from exc
+            try:
+                async for delta in deltas:
+                    if delta.usage is not None:
+                        usage = delta.usage
+                    if delta.text:
+                        parts.append(delta.text)
+                        yield StreamDelta(delta=delta.text, conversation_id=turn.conversation_id)
+            except backend.BackendError as exc:
+                raise _api_error(exc) from exc
+            finally:
+                await deltas.aclose()
+            text = "".join(parts)
+            if usage is None:
+                usage = backend.Usage(turn.window.history_tokens, len(text.encode()))
+            wire_usage = Usage(usage.prompt_tokens, usage.completion_tokens)
+            message_id, expires_at = await self._store(turn, text, deltas.model.name, wire_usage)
         finally:
-            await deltas.aclose()
-        text = "".join(parts)
-        if usage is None:
-            usage = backend.Usage(turn.window.history_tokens, len(text.encode()))
-        wire_usage = Usage(usage.prompt_tokens, usage.completion_tokens)
-        message_id, expires_at = await self._store(turn, text, deltas.model.name, wire_usage)
+            await self.settle(turn)
         yield StreamDone(
             delta="",
             conversation_id=turn.conversation_id,
@@ -177,8 +240,15 @@ class Chat:
         ttl = turn.agent.conversation_ttl_seconds
         try:
             await self.store.append_turn(
-                turn.conversation_id, turn.agent.id, stored, ttl_seconds=ttl, new=turn.is_new
+                turn.conversation_id, turn.agent.id, stored, ttl_seconds=ttl, new=turn.is_new, lease=turn.lease.token
             )
+            turn.lease.held = False  # the write deleted it
+            self.leases.drop(turn.lease.key, turn.lease.token)
+        except LeaseTaken:
+            raise errors.ConversationBusy(
+                "This turn ran past its conversation lease and another turn took over; its answer was not stored.",
+                headers={"retry-after": "1"},
+            ) from None
         except ConversationGone:
             raise errors.ResourceNotFound("The conversation expired or was deleted while the answer was generated.") from None
         return stored.id, iso(stored.created + ttl * 1000)

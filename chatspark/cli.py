@@ -82,7 +82,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         "port": server.port,
         "log_level": server.log_level,
         "access_log": False,  # RequestContext writes one line per request, with its request id
-        "timeout_graceful_shutdown": 30,
+        # Our own drain (server.drain_seconds) already let running requests finish; this is uvicorn's
+        # last wait before it cancels what is left.
+        "timeout_graceful_shutdown": 5,
         "server_header": False,
     }
     if args.dev and server.workers > 1:

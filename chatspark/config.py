@@ -29,6 +29,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_message_chars: PositiveInt = 32_000
     # A `: ping` comment goes out this often while a stream's model is silent.
     ping_seconds: Seconds = 15.0
+    # After SIGTERM: new requests get 503 while running ones get up to this long to finish.
+    drain_seconds: Annotated[float, Meta(ge=0)] = 30.0
     log_level: str = "info"
 
 
@@ -43,6 +45,11 @@ class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     write_attempts: PositiveInt = 3
     # Stored turns per conversation; the oldest are dropped beyond this.
     max_turns: PositiveInt = 1_000
+    # One turn at a time per conversation: the running turn holds a lease, renewed every third of
+    # this while it runs; a crashed replica's lease lapses after at most this long.
+    lease_seconds: Seconds = 30.0
+    # How long a chat turn sent with an Idempotency-Key can be replayed.
+    idempotency_seconds: PositiveInt = 24 * 3600
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -90,14 +97,25 @@ def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -
     store, server = config.store, config.server
     if env.get("REDIS_URL"):
         store = msgspec.structs.replace(store, url=env["REDIS_URL"])
-    if env.get("CHATSPARK_PING_SECONDS"):
+    if env.get("CHATSPARK_REDIS_PREFIX"):
+        store = msgspec.structs.replace(store, prefix=env["CHATSPARK_REDIS_PREFIX"])
+    for variable, target, field in (
+        ("CHATSPARK_PING_SECONDS", "server", "ping_seconds"),
+        ("CHATSPARK_DRAIN_SECONDS", "server", "drain_seconds"),
+        ("CHATSPARK_LEASE_SECONDS", "store", "lease_seconds"),
+    ):
+        if not env.get(variable):
+            continue
         try:
-            ping = float(env["CHATSPARK_PING_SECONDS"])
+            seconds = float(env[variable])
         except ValueError:
-            raise ConfigError("CHATSPARK_PING_SECONDS must be a number of seconds") from None
-        if ping <= 0:
-            raise ConfigError("CHATSPARK_PING_SECONDS must be positive")
-        server = msgspec.structs.replace(server, ping_seconds=ping)
+            raise ConfigError(f"{variable} must be a number of seconds") from None
+        if seconds <= 0 and field != "drain_seconds" or seconds < 0:
+            raise ConfigError(f"{variable} must be positive")
+        if target == "server":
+            server = msgspec.structs.replace(server, **{field: seconds})
+        else:
+            store = msgspec.structs.replace(store, **{field: seconds})
     return msgspec.structs.replace(config, store=store, server=server)
 
 

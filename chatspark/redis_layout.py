@@ -9,6 +9,11 @@ turn's read and write each land on one Redis Cluster slot in one round trip.
 | {p}:conv:{<cid>}:turns            | list   | one JSON turn per item, oldest first, capped; same TTL  |
 | {p}:conv:{<cid>}:tids             | set    | ids of the stored turns (retried writes are no-ops)     |
 | {p}:conv:{<cid>}:ratings          | hash   | assistant message id -> rating; same TTL                |
+| {p}:conv:{<cid>}:lease            | string | token of the running turn; PX lease, renewed while it   |
+|                                   |        | runs, deleted by the turn's write or its release        |
+| {p}:turn:{<sha256>}               | hash   | idempotent chat turn: body digest, state; TTL 24 h      |
+| {p}:turn:{<sha256>}:events        | stream | its answer (SSE frames or the JSON body); TTL 24 h      |
+| {p}:turn:{<sha256>}:lease         | string | token of the replica running it; PX lease, renewed      |
 | {p}:agent:{<id>}:convs            | zset   | cid scored by creation ms; owned by the agent (deleted  |
 |                                   |        | with it), dead entries pruned on insert and on listing  |
 | {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
@@ -37,6 +42,14 @@ class Layout:
         """(meta, turns, turn ids) of one conversation, all in the slot of `{cid}`."""
         tag = f"{self.prefix}:conv:{{{cid}}}"
         return tag, f"{tag}:turns", f"{tag}:tids"
+
+    def lease(self, cid: str) -> str:
+        return f"{self.prefix}:conv:{{{cid}}}:lease"
+
+    def idempotent_turn(self, digest: str) -> tuple[str, str, str]:
+        """(record, events, lease) of one idempotent chat turn, in the slot of `{digest}`."""
+        tag = f"{self.prefix}:turn:{{{digest}}}"
+        return tag, f"{tag}:events", f"{tag}:lease"
 
     def ratings(self, cid: str) -> str:
         return f"{self.prefix}:conv:{{{cid}}}:ratings"
@@ -76,11 +89,17 @@ class Layout:
 
 
 # Appends one turn atomically: the list, the id set, the counters and the sliding TTL move together.
-# KEYS: meta, turns, tids, ratings. ARGV: turn id, turn JSON, now ms, ttl s, max turns, agent id, is_new.
-# Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a retried write),
-# -1 = the conversation vanished (expired or deleted) while the turn ran, -2 = agent mismatch.
+# KEYS: meta, turns, tids, ratings, lease. ARGV: turn id, turn JSON, now ms, ttl s, max turns, agent id,
+# is_new, lease token. Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a
+# retried write), -1 = the conversation vanished (expired or deleted) while the turn ran, -2 = agent
+# mismatch, -3 = the turn's lease lapsed and another turn holds the conversation (fenced off).
 APPEND_TURN = """
 local meta, turns, tids = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('SISMEMBER', tids, ARGV[1]) == 1 then
+  return {0, tonumber(redis.call('HGET', meta, 'turns')), tonumber(redis.call('HGET', meta, 'created'))}
+end
+local holder = redis.call('GET', KEYS[5])
+if holder and holder ~= ARGV[8] then return {-3, 0, 0} end
 local exists = redis.call('EXISTS', meta) == 1
 if exists then
   if redis.call('HGET', meta, 'agent') ~= ARGV[6] then return {-2, 0, 0} end
@@ -105,7 +124,55 @@ redis.call('EXPIRE', meta, ttl)
 redis.call('EXPIRE', turns, ttl)
 redis.call('EXPIRE', tids, ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
+redis.call('DEL', KEYS[5])
 return {1, count, tonumber(redis.call('HGET', meta, 'created'))}
+"""
+
+# Deletes a lease only if this token holds it. KEYS: lease. ARGV: token.
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Extends a lease only if this token still holds it. KEYS: lease. ARGV: token, ms.
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# Claims an idempotent chat turn. KEYS: record, events, lease. ARGV: body digest, token, lease ms, ttl s.
+# Returns 'new' (run it), 'running' (another request runs it: follow), 'done' (replay), 'conflict'.
+# A turn whose runner vanished (lease lapsed) or that failed is run again by the next claim.
+CLAIM_TURN = """
+local record = redis.call('HMGET', KEYS[1], 'body', 'state')
+if record[1] and record[1] ~= ARGV[1] then return 'conflict' end
+if record[2] == 'done' then return 'done' end
+if record[2] == 'running' and redis.call('EXISTS', KEYS[3]) == 1 then return 'running' end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'body', ARGV[1], 'state', 'running')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+return 'new'
+"""
+
+# Appends one piece of an idempotent turn's answer, if this runner still holds the turn.
+# KEYS: record, events, lease. ARGV: token, frame, event id, final status ('' until the end), ttl s.
+PUBLISH_TURN = """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], '*', 'f', ARGV[2], 'i', ARGV[3], 's', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if ARGV[4] ~= '' then
+  if ARGV[4] == '200' then redis.call('HSET', KEYS[1], 'state', 'done') else redis.call('HSET', KEYS[1], 'state', 'failed') end
+  redis.call('DEL', KEYS[3])
+end
+return 1
+"""
+
+# Forgets an idempotent turn that ended before it started (an error answered before any byte).
+# KEYS: record, events, lease. ARGV: token.
+FORGET_TURN = """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 """
 
 # One page of a conversation's turns by absolute turn number, consistent with concurrent appends.

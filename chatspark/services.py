@@ -8,6 +8,7 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.chat import Chat
 from chatspark.config import Config
 from chatspark.conversations import Conversations
+from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.store import Store
@@ -21,3 +22,4 @@ class Services(msgspec.Struct, kw_only=True):
     agents: AgentRegistry
     conversations: Conversations
     cursors: Cursors
+    idempotent_turns: IdempotentTurns

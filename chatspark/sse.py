@@ -8,7 +8,7 @@ once, which closes the model's upstream connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 
 import anyio
@@ -35,12 +35,24 @@ class EventStream:
         *,
         ping_seconds: float,
         headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.events = events
         self.ping_seconds = ping_seconds
         self.headers = {**HEADERS, **(headers or {})}
+        # Runs however the response ends, even if the producer never started (a client that left
+        # at once): it releases what the producer would have released.
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._respond(receive, send)
+        finally:
+            if self.on_close is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.on_close()
+
+    async def _respond(self, receive: Receive, send: Send) -> None:
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         await send({"type": "http.response.body", "body": PING, "more_body": True})

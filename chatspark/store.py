@@ -14,7 +14,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from chatspark.config import StoreConfig
 from chatspark.errors import ServiceUnavailable
@@ -24,6 +24,8 @@ from chatspark.redis_layout import (
     KEY_TOMBSTONE_SECONDS,
     RATE_MESSAGE,
     READ_TURNS,
+    RELEASE_LEASE,
+    RENEW_LEASE,
     Layout,
 )
 
@@ -95,6 +97,14 @@ class ConversationGone(Exception):
     """The conversation expired or was deleted while a turn ran."""
 
 
+class LeaseTaken(Exception):
+    """Another turn of the conversation is running (it holds the lease)."""
+
+    def __init__(self, agent_id: int | None = None) -> None:
+        super().__init__(agent_id)
+        self.agent_id = agent_id  # the conversation's agent; None while its first turn runs
+
+
 class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     hash: str
@@ -122,6 +132,9 @@ class Store:
         self._read_turns = client.register_script(READ_TURNS)
         self._rate_message = client.register_script(RATE_MESSAGE)
         self._delete_conversation = client.register_script(DELETE_CONVERSATION)
+        self._release_lease = client.register_script(RELEASE_LEASE)
+        self._renew_lease = client.register_script(RENEW_LEASE)
+        self._lease_ms = int(config.lease_seconds * 1000)
 
     async def ping(self) -> None:
         await self._call(self.client.ping)
@@ -134,20 +147,29 @@ class Store:
 
     # -- conversations ---------------------------------------------------------------------------
 
-    async def load_conversation(self, cid: str, recent: int) -> Conversation | None:
-        """The conversation's metadata and its last `recent` turns, in one round trip."""
+    async def load_conversation(self, cid: str, recent: int, lease: str | None = None) -> Conversation | None:
+        """The conversation's metadata and its last `recent` turns, in one round trip, taking the
+        conversation's lease for token `lease` in the same trip. Raises LeaseTaken."""
         meta_key, turns_key, _ = self.layout.conversation(cid)
 
         async def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
+            if lease is not None:
+                pipe.set(self.layout.lease(cid), lease, nx=True, px=self._lease_ms)
             pipe.hgetall(meta_key)
             if recent > 0:
                 pipe.lrange(turns_key, -recent, -1)
             return await pipe.execute()
 
         replies = await self._call(read)
+        if lease is not None:
+            leased, replies = replies[0], replies[1:]
         meta = replies[0]
+        if lease is not None and not leased:
+            raise LeaseTaken(int(meta[b"agent"]) if meta else None)
         if not meta:
+            if lease is not None:
+                await self.release_lease(cid, lease)
             return None
         raw_turns = replies[1] if recent > 0 else []
         return Conversation(
@@ -160,8 +182,41 @@ class Store:
             recent_turns=[_turn_decoder.decode(raw) for raw in raw_turns],
         )
 
+    async def take_lease(self, cid: str, token: str) -> None:
+        """The lease of a conversation about to be created (no read needed). Raises LeaseTaken."""
+        taken = await self._call(lambda: self.client.set(self.layout.lease(cid), token, nx=True, px=self._lease_ms))
+        if not taken:
+            raise LeaseTaken()
+
+    async def release_lease(self, cid: str, token: str) -> None:
+        await self._call(lambda: self._release_lease(keys=[self.layout.lease(cid)], args=[token]))
+
+    async def renew_leases(self, keys_and_tokens: list[tuple[str, str]]) -> list[bool]:
+        """Extends each held lease by a full term; False where the token no longer holds it."""
+        if not keys_and_tokens:
+            return []
+
+        async def renew() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key, token in keys_and_tokens:
+                pipe.evalsha(self._renew_lease.sha, 1, key, token, self._lease_ms)
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await self._call(renew)
+        if any(isinstance(r, NoScriptError) for r in replies):  # first use, or a Redis restarted under us
+            await self._call(lambda: self.client.script_load(RENEW_LEASE))
+            replies = await self._call(renew)
+        return [r == 1 for r in replies]
+
     async def append_turn(
-        self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool
+        self,
+        cid: str,
+        agent_id: int,
+        turn: StoredTurn,
+        *,
+        ttl_seconds: int,
+        new: bool,
+        lease: str = "",
     ) -> AppendResult:
         """Stores one complete turn and slides the conversation's TTL. Safe to retry.
 
@@ -171,7 +226,10 @@ class Store:
         if new:
             await self._index_conversation(agent_id, cid, turn.created)
         keys = self.layout.conversation_keys(cid)
-        args = [turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new)]
+        keys = [*keys, self.layout.lease(cid)]
+        args = [
+            turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new), lease
+        ]
         last_error: StoreUnavailable | None = None
         for attempt in range(self.config.write_attempts):
             try:
@@ -183,6 +241,8 @@ class Store:
         else:
             assert last_error is not None
             raise last_error
+        if status == -3:
+            raise LeaseTaken(agent_id)
         if status < 0:
             raise ConversationGone(cid)
         return AppendResult(stored=status == 1, turn_count=int(count), created=int(created))

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,11 +30,15 @@ from chatspark.chat import Chat
 from chatspark.clock import now_ms
 from chatspark.config import Config
 from chatspark.conversations import Conversations
+from chatspark.draining import Drain
+from chatspark.idempotent_turns import IdempotentTurns
+from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
 from chatspark.store import Store, open_store
+from chatspark.turn_journal import TurnJournal
 
 log = logging.getLogger("chatspark")
 
@@ -59,24 +64,44 @@ def create_app(
         agents = AgentRegistry(AgentStore(store), config.models, seed=config.agents)
         seeded = await agents.seed()
         cursors = Cursors(store.cursor_secret)
-        app.state.services = Services(
-            config=config,
-            store=store,
-            models=models,
-            chat=Chat(config, store, models, agents),
-            agents=agents,
-            conversations=Conversations(store, cursors),
-            cursors=cursors,
+        leases = LeaseKeeper(store, config.store.lease_seconds)
+        chat = Chat(config, store, models, agents, leases)
+        journal = TurnJournal(
+            store, ttl_seconds=config.store.idempotency_seconds, lease_seconds=config.store.lease_seconds
         )
-        if dev_key:
-            await _print_dev_key(store, config.server.port)
-        log.info("ready: %d configured agents (%d new in the store), models %s, store %s", len(config.agents), seeded,
-                 ", ".join(config.models), "EMBEDDED" if store.embedded else "redis")
-        try:
-            yield
-        finally:
-            await models.aclose()
-            await store.aclose()
+        # Lives as long as the app: the lease keeper, and turns that must finish even if their
+        # client left (Idempotency-Key). Leaving it waits for those turns.
+        async with anyio.create_task_group() as tasks:
+            app.state.services = Services(
+                config=config,
+                store=store,
+                models=models,
+                chat=chat,
+                agents=agents,
+                conversations=Conversations(store, cursors),
+                cursors=cursors,
+                idempotent_turns=IdempotentTurns(chat, journal, leases, tasks),
+            )
+            if dev_key:
+                await _print_dev_key(store, config.server.port)
+            log.info("ready: %d configured agents (%d new in the store), models %s, store %s", len(config.agents),
+                     seeded, ", ".join(config.models), "EMBEDDED" if store.embedded else "redis")
+            keeper = anyio.CancelScope()
+
+            async def keep_leases() -> None:
+                with keeper:
+                    await leases.run()
+
+            tasks.start_soon(keep_leases)
+            drain.install()
+            try:
+                yield
+            finally:
+                # Running turns (in this group) finish before the keeper stops renewing their leases.
+                await app.state.services.idempotent_turns.idle()
+                keeper.cancel()
+        await models.aclose()
+        await store.aclose()
 
     app = Starlette(
         routes=[
@@ -101,7 +126,8 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
-    return RequestContext(app)
+    drain = Drain(app, config.server.drain_seconds)
+    return RequestContext(drain)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

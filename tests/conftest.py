@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import sys
 import socket
 import subprocess
 import tempfile
@@ -111,6 +112,7 @@ def make_config(
     prefix: str,
     provider_url: str | None = None,
     provider_models: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
     **server: Any,
 ) -> Config:
     """The shipped config.toml, pointed at the test Redis, prefix and (optionally) the fake provider.
@@ -127,7 +129,7 @@ def make_config(
     }
     return msgspec.structs.replace(
         config,
-        store=msgspec.structs.replace(config.store, url=redis_url, prefix=prefix),
+        store=msgspec.structs.replace(config.store, url=redis_url, prefix=prefix, **(store or {})),
         server=msgspec.structs.replace(config.server, **server),
         models=models,
     )
@@ -187,9 +189,10 @@ def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runn
         store_url: str | None = None,
         provider_models: dict[str, Any] | None = None,
         prefix: str | None = None,
+        store: dict[str, Any] | None = None,
         **server: Any,
     ) -> RunningServer:
-        config = make_config(store_url or redis_url, prefix or key_prefix, provider_url, provider_models, **server)
+        config = make_config(store_url or redis_url, prefix or key_prefix, provider_url, provider_models, store, **server)
         running = RunningServer(config).start()
         started.append(running)
         return running
@@ -197,6 +200,66 @@ def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runn
     yield start
     for running in started:
         running.stop()
+
+
+class SpawnedServer:
+    """`chatspark serve` in its own process, on the shipped config.toml, configured by environment."""
+
+    def __init__(self, env: dict[str, str], log_path: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chatspark.cli", "serve", "--port", str(self.port)],
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> SpawnedServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {open(self.log_path).read()[-2000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/api/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the spawned server did not become ready")
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=options.pop("timeout", 30), **options)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+
+@pytest.fixture
+def spawn_server(redis_url: str, key_prefix: str, tmp_path: Any) -> Iterator[Callable[..., SpawnedServer]]:
+    spawned: list[SpawnedServer] = []
+
+    def spawn(provider_url: str, **env: str) -> SpawnedServer:
+        settings = {
+            "REDIS_URL": redis_url,
+            "CHATSPARK_REDIS_PREFIX": key_prefix,
+            "OPENAI_BASE_URL": provider_url,
+            "OPENAI_API_KEY": "sk-test-not-a-real-key",
+            **env,
+        }
+        server = SpawnedServer(settings, str(tmp_path / f"server-{len(spawned)}.log"))
+        spawned.append(server)
+        return server.wait_ready()
+
+    yield spawn
+    for server in spawned:
+        server.stop()
 
 
 @pytest.fixture

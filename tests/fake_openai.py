@@ -128,6 +128,8 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.closed_streams: list[float] = []
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most answered at once
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-openai", daemon=True)
@@ -218,7 +220,12 @@ class FakeOpenAI:
             self.requests.append(body)
             self.headers.append(headers)
             behaviour = self._queue.popleft() if self._queue else Behaviour()
-            leftover = await self._respond(reader, writer, body, behaviour)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                leftover = await self._respond(reader, writer, body, behaviour)
+            finally:
+                self.in_flight -= 1
 
     async def _respond(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any], b: Behaviour

@@ -38,7 +38,11 @@ def test_stream_headers_and_framing_follow_the_contract(client):  # type: ignore
     assert b"\r" not in raw
     assert raw.endswith(b"data: [DONE]\n\n")
     for line in raw.split(b"\n"):
-        assert line == b"" or line.startswith(b"data: ") or line == b": ping", line
+        assert line == b"" or line.startswith((b"data: ", b"id: ")) or line == b": ping", line
+    # Every event carries the next id: 1, 2, 3, …, [DONE] included.
+    blocks = [b for b in raw.split(b"\n\n") if b.startswith(b"id: ")]
+    assert [int(b.split(b"\n")[0][4:]) for b in blocks] == list(range(1, len(blocks) + 1))
+    assert all(b.split(b"\n")[1].startswith(b"data: ") for b in blocks)
 
 
 def test_stream_deltas_join_to_the_answer_and_end_with_one_done(client):  # type: ignore[no-untyped-def]

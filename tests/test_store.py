@@ -147,3 +147,26 @@ async def test_a_new_conversation_prunes_dead_entries_from_the_index(store, raw_
     assert raw_redis.zcard(index) == 1
     await store.delete_agent_conversations(agent)
     assert raw_redis.exists(index) == 0
+
+
+async def test_a_turn_whose_lease_was_taken_over_is_fenced_off(store, raw_redis):  # type: ignore[no-untyped-def]
+    from chatspark.store import LeaseTaken
+
+    conversation = cid()
+    await store.append_turn(conversation, 1, turn(1), ttl_seconds=60, new=True)
+    assert await store.load_conversation(conversation, 5, lease="slow-turn") is not None
+    raw_redis.set(store.layout.lease(conversation), "next-turn")  # the slow turn's lease lapsed and was taken
+    with pytest.raises(LeaseTaken):
+        await store.append_turn(conversation, 1, turn(2), ttl_seconds=60, new=False, lease="slow-turn")
+    loaded = await store.load_conversation(conversation, 5)
+    assert [t.query for t in loaded.recent_turns] == ["q1"]
+    await store.append_turn(conversation, 1, turn(3), ttl_seconds=60, new=False, lease="next-turn")
+    assert raw_redis.exists(store.layout.lease(conversation)) == 0  # the write gave the lease up
+
+
+async def test_renewing_keeps_only_leases_still_held(store, raw_redis):  # type: ignore[no-untyped-def]
+    held, lost = store.layout.lease(cid()), store.layout.lease(cid())
+    raw_redis.set(held, "mine", px=1000)
+    raw_redis.set(lost, "someone-else", px=1000)
+    assert await store.renew_leases([(held, "mine"), (lost, "mine")]) == [True, False]
+    assert raw_redis.pttl(held) > 1000

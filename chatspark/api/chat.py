@@ -2,53 +2,66 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatspark.api.http import agent_id, json_body, json_response, principal, services
+from chatspark.api.http import agent_id, idempotency_key, json_body, json_response, principal, services
 from chatspark.chat import Chat, PreparedTurn
-from chatspark.errors import ApiError, StreamingError
-from chatspark.schemas import ChatRequest, StreamFailure
-from chatspark.sse import DONE, EventStream
+from chatspark.chat_events import turn_frames
+from chatspark.errors import ApiError
+from chatspark.idempotent_turns import Claim
+from chatspark.schemas import ChatRequest
+from chatspark.services import Services
+from chatspark.sse import EventStream
 
-log = logging.getLogger("chatspark.chat")
-_encoder = msgspec.json.Encoder()
+REPLAYED = {"idempotent-replayed": "true"}
 
 
 async def chat(request: Request) -> Response | EventStream:
     caller = await principal(request, "chat")
     agent = agent_id(request)
+    key = idempotency_key(request)
     body = await json_body(request, ChatRequest)
     svc = services(request)
+    if key is not None:
+        claim = await svc.idempotent_turns.claim(caller, key, agent, body)
+        return await _idempotent(request, svc, claim, agent, body, caller)
     turn = await svc.chat.prepare(agent, body, caller)
     if not body.stream:
         return json_response(await svc.chat.complete(turn))
-    return EventStream(_events(svc.chat, turn), ping_seconds=svc.config.server.ping_seconds)
+    return EventStream(
+        _frames(svc.chat, turn), ping_seconds=svc.config.server.ping_seconds, on_close=lambda: svc.chat.settle(turn)
+    )
 
 
-async def _events(chat: Chat, turn: PreparedTurn) -> AsyncIterator[bytes]:
-    """The turn as SSE lines: deltas, then exactly one terminal event (done or error), then [DONE]."""
-    try:
-        async for event in chat.stream(turn):
-            yield b"data: " + _encoder.encode(event) + b"\n\n"
-    except ApiError as exc:
-        yield _failure(turn, exc)
-    except Exception:
-        log.exception("stream failed")
-        yield _failure(turn, StreamingError())
-    yield DONE
+async def _frames(chat: Chat, turn: PreparedTurn) -> AsyncIterator[bytes]:
+    async for f in turn_frames(chat, turn):
+        yield f.data
 
 
-def _failure(turn: PreparedTurn, cause: ApiError) -> bytes:
-    """The in-stream error event: always STREAMING_ERROR (the status line said 200 already), with
-    the underlying contract code in `details.cause` so a client can tell a timeout from a 502."""
-    error = StreamingError(cause.message, details={"cause": cause.code} if cause.code != StreamingError.code else None)
-    body = error.envelope()["error"]
-    if cause.retryable:
-        body["retryable"] = True
-    event = StreamFailure(delta="", conversation_id=turn.conversation_id, error=body)
-    return b"data: " + _encoder.encode(event) + b"\n\n"
+async def _idempotent(
+    request: Request, svc: Services, claim: Claim, agent: int, body: ChatRequest, caller: object
+) -> Response | EventStream:
+    """Runs the claimed turn (if this request claimed it first), then follows its journal."""
+    turns = svc.idempotent_turns
+    if claim.state == "new":
+        try:
+            turn = await svc.chat.prepare(agent, body, caller)  # type: ignore[arg-type]
+        except ApiError:
+            await turns.abandon(claim)
+            raise
+        turns.run(claim, turn, stream=body.stream)
+    headers = REPLAYED if claim.state == "done" else None
+    if not body.stream:
+        status, payload = await turns.result(claim)
+        return Response(payload, status_code=status, headers=headers, media_type="application/json")
+    return EventStream(
+        turns.frames(claim, _last_event_id(request)), ping_seconds=svc.config.server.ping_seconds, headers=headers
+    )
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else 0

@@ -1,0 +1,156 @@
+"""Chat turns with an Idempotency-Key: run once, followed or replayed by every retry, on any replica.
+
+The request that claims the key prepares the turn (so errors before the first byte stay plain
+JSON) and hands it to a runner in the app's task group, which records the answer in the turn
+journal. Every request with that key — the first one included — then follows the journal: live
+while the turn runs, as a replay once it is done. A client that disconnects stops following only;
+the turn still completes and is stored, so its retry gets the same answer without a second model
+call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from chatspark import errors
+from chatspark.apikeys import Principal
+from chatspark.chat import Chat, PreparedTurn
+from chatspark.chat_events import failure, frame, turn_frames
+from chatspark.leases import LeaseKeeper
+from chatspark.schemas import ChatRequest
+from chatspark.turn_journal import JournalEntry, TurnJournal
+
+log = logging.getLogger("chatspark.idempotency")
+_encoder = msgspec.json.Encoder()
+
+# How long one blocking read of the journal waits; between reads a follower checks that the
+# runner is still alive (its lease), so a crashed replica's turn ends in an error, not a hang.
+FOLLOW_BLOCK_MS = 1000
+
+
+class Claim(msgspec.Struct, frozen=True):
+    digest: str
+    token: str
+    state: str  # 'new', 'running' or 'done'
+
+
+class IdempotentTurns:
+    def __init__(self, chat: Chat, journal: TurnJournal, leases: LeaseKeeper, tasks: TaskGroup) -> None:
+        self.chat = chat
+        self.journal = journal
+        self.leases = leases
+        self.tasks = tasks
+        self._running = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def idle(self) -> None:
+        """Returns once no turn of this process is running."""
+        await self._idle.wait()
+
+    async def claim(self, caller: Principal, key: str, agent_id: int, request: ChatRequest) -> Claim:
+        """Raises IdempotencyConflict when the key was used with another body."""
+        # Scoped per API key: two clients choosing the same key never collide.
+        digest = hashlib.sha256(f"{caller.key_id}\0{key}".encode()).hexdigest()
+        body = hashlib.sha256(_encoder.encode([agent_id, request])).hexdigest()
+        token = secrets.token_hex(12)
+        state = await self.journal.claim(digest, body, token)
+        if state == "conflict":
+            raise errors.IdempotencyConflict()
+        if state == "new":
+            self.leases.hold(self.journal.lease_key(digest), token)
+        return Claim(digest, token, state)
+
+    async def abandon(self, claim: Claim) -> None:
+        """The claimed turn failed before it started (its error is answered as plain JSON)."""
+        self.leases.drop(self.journal.lease_key(claim.digest), claim.token)
+        with anyio.CancelScope(shield=True):
+            await self.journal.forget(claim.digest, claim.token)
+
+    def run(self, claim: Claim, turn: PreparedTurn, *, stream: bool) -> None:
+        self._running += 1
+        self._idle = anyio.Event()
+        self.tasks.start_soon(self._run, claim, turn, stream)
+
+    async def _run(self, claim: Claim, turn: PreparedTurn, stream: bool) -> None:
+        try:
+            if stream:
+                async for f in turn_frames(self.chat, turn):
+                    if not await self.journal.publish(claim.digest, claim.token, f.id, f.data, f.status):
+                        log.warning("an idempotent turn was taken over by another runner")
+                        return
+            else:
+                status, body = await self._complete(turn)
+                await self.journal.publish(claim.digest, claim.token, 1, body, status)
+        except errors.ServiceUnavailable:
+            log.error("could not record an idempotent turn: the store is unreachable")
+        except Exception:
+            log.exception("an idempotent turn failed")
+        finally:
+            await self.chat.settle(turn)
+            self.leases.drop(self.journal.lease_key(claim.digest), claim.token)
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    async def _complete(self, turn: PreparedTurn) -> tuple[int, bytes]:
+        try:
+            return 200, _encoder.encode(await self.chat.complete(turn))
+        except errors.ApiError as exc:
+            return exc.status, exc.to_json()
+
+    async def frames(self, claim: Claim, after_event: int = 0) -> AsyncIterator[bytes]:
+        """The turn's SSE frames from the journal, live or replayed; `after_event` resumes after a
+        `Last-Event-ID`."""
+        last = after_event
+        try:
+            async for entry in self._follow(claim):
+                if entry.event_id > after_event:
+                    last = entry.event_id
+                    yield entry.frame
+        except RunnerLost as lost:
+            yield frame(last + 1, failure("", lost.error))
+            yield frame(last + 2, b"[DONE]")
+
+    async def result(self, claim: Claim) -> tuple[int, bytes]:
+        """The JSON answer (status, body) once the turn is done."""
+        try:
+            async for entry in self._follow(claim):
+                if entry.status is not None:
+                    return entry.status, entry.frame
+        except RunnerLost as lost:
+            return lost.error.status, lost.error.to_json()
+        raise AssertionError("a journal ends with a status")
+
+    async def _follow(self, claim: Claim) -> AsyncIterator[JournalEntry]:
+        position = "0-0"
+        while True:
+            entries = await self.journal.read(claim.digest, position, FOLLOW_BLOCK_MS)
+            if not entries and not await self.journal.runner_alive(claim.digest):
+                # Read once more: the runner may have finished between the read and the check.
+                entries = await self.journal.read(claim.digest, position, None)
+                if not entries:
+                    raise RunnerLost()
+            for entry in entries:
+                yield entry
+                if entry.status is not None:
+                    return
+            if entries:
+                position = entries[-1].position
+
+
+class RunnerLost(Exception):
+    """The replica running the turn stopped before it finished (its lease lapsed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error = errors.ServiceUnavailable(
+            "The replica running this turn stopped before it finished; retry with the same Idempotency-Key."
+        )
