@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import string
 
@@ -20,9 +21,11 @@ from chatspark.errors import (
     ApiKeyInvalid,
     ApiKeyMissing,
     ApiKeyRevoked,
+    RateLimitExceeded,
     ScopeInsufficient,
 )
-from chatspark.store import ApiKeyRecord, Store
+from chatspark.config import LimitsConfig
+from chatspark.store import ApiKeyRecord, RateState, Store
 
 SCOPES = ("chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback")
 PREFIXES = {"live": "cs_live_", "test": "cs_test_"}
@@ -30,13 +33,26 @@ _ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 40  # 40 base-62 characters ≈ 238 bits
 
 
-class Principal(msgspec.Struct, frozen=True):
+RATE_WINDOW_MS = 60_000
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Who is calling: the checked key's id, mode, scopes and the agents it may use (None: all)."""
 
     key_id: str
     mode: str
     scopes: frozenset[str]
     agents: frozenset[int] | None
+    key_hash: str = ""
+    monthly_cap: int = 0  # completed turns per month; 0: unlimited
+    rate: RateState | None = None
+
+    def headers(self) -> dict[str, str]:
+        """What every authenticated response tells the caller about its key."""
+        headers = {"chatspark-mode": self.mode}
+        if self.rate is not None:
+            headers.update(rate_headers(self.rate))
+        return headers
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -58,6 +74,8 @@ def mint_key(
     agents: list[int] | None = None,
     expires_ms: int | None = None,
     name: str = "",
+    rate_limit: int | None = None,
+    monthly_cap: int | None = None,
 ) -> tuple[str, ApiKeyRecord]:
     """A new plain key and the record to store for it (the plain key is not in the record)."""
     if mode not in PREFIXES:
@@ -75,12 +93,23 @@ def mint_key(
         created=now_ms(),
         expires=expires_ms,
         name=name,
+        rate_limit=rate_limit,
+        monthly_cap=monthly_cap,
     )
     return plain, record
 
 
-async def authenticate(store: Store, authorization: str | None) -> Principal:
-    """The principal behind an `Authorization: Bearer …` header, or the contract's 401."""
+def rate_headers(rate: RateState) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(rate.limit),
+        "x-ratelimit-remaining": str(rate.remaining),
+        "x-ratelimit-reset": str(math.ceil(rate.reset_ms / 1000)),
+    }
+
+
+async def authenticate(store: Store, authorization: str | None, limits: LimitsConfig) -> Principal:
+    """The principal behind an `Authorization: Bearer …` header, with this request counted against
+    its rate limit (same round trip); or the contract's 401, or 429 with `Retry-After`."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -88,16 +117,29 @@ async def authenticate(store: Store, authorization: str | None) -> Principal:
     if not token.startswith(tuple(PREFIXES.values())) or len(token) > 128:
         raise ApiKeyInvalid()
     presented = hash_key(token)
-    record = await store.get_api_key(presented)
+    record, rate = await store.authenticate(presented, window_ms=RATE_WINDOW_MS, default_limit=limits.rate_per_minute)
     if record is None or not hmac.compare_digest(record.hash, presented):
         raise ApiKeyInvalid()
     if record.revoked is not None:
         raise ApiKeyRevoked()
-    if record.expires is not None and record.expires <= now_ms():
+    if record.expires is not None and record.expires <= now_ms() or rate is None:
         raise ApiKeyExpired()
-    return Principal(
+    cap = record.monthly_cap
+    if cap is None:
+        cap = limits.monthly_cap_live if record.mode == "live" else limits.monthly_cap_test
+    principal = Principal(
         key_id=record.id,
         mode=record.mode,
         scopes=frozenset(record.scopes),
         agents=None if record.agents is None else frozenset(record.agents),
+        key_hash=record.hash,
+        monthly_cap=cap,
+        rate=rate,
     )
+    if not rate.allowed:
+        wait = max(math.ceil(rate.reset_ms / 1000), 1)
+        raise RateLimitExceeded(
+            f"This key allows {rate.limit} requests per minute.",
+            headers={**principal.headers(), "retry-after": str(wait)},
+        )
+    return principal

@@ -21,6 +21,7 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.agents import Agent
 from chatspark.config import Config
 from chatspark.conversations import CONVERSATION_ID, not_found
+from chatspark.credits import Credits, Hold
 from chatspark.models import ModelRouter
 from chatspark.prompt import PromptWindow, build_prompt
 from chatspark.schemas import ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone, Usage
@@ -57,17 +58,25 @@ class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
     temperature: float
     window: PromptWindow
     lease: Lease
+    credit: Hold | None
 
 
 class Chat:
     def __init__(
-        self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry, leases: LeaseKeeper
+        self,
+        config: Config,
+        store: Store,
+        models: ModelRouter,
+        agents: AgentRegistry,
+        leases: LeaseKeeper,
+        credits: Credits,
     ) -> None:
         self.config = config
         self.store = store
         self.models = models
         self.agents = agents
         self.leases = leases
+        self.credits = credits
 
     async def prepare(self, agent_id: int, request: ChatRequest, principal: Principal) -> PreparedTurn:
         """Everything that can fail before the first byte: access, agent, message, conversation."""
@@ -79,7 +88,12 @@ class Chat:
             raise errors.InternalError(f"This agent's model {agent.model_name!r} is not configured on this server.")
         message = self._checked_message(request.message)
 
-        conversation_id, is_new, lease, history, stored_turns = await self._claim(request.conversation_id, agent)
+        credit = await self.credits.hold(principal)
+        try:
+            conversation_id, is_new, lease, history, stored_turns = await self._claim(request.conversation_id, agent)
+        except BaseException:
+            await self.credits.release(credit)
+            raise
         try:
             window = build_prompt(
                 instructions=agent.bot_personality,
@@ -92,6 +106,7 @@ class Chat:
             )
         except BaseException:
             await self._release(conversation_id, lease)
+            await self.credits.release(credit)
             raise
         temperature = next(
             t for t in (request.temperature, agent.temperature, self.config.default_temperature) if t is not None
@@ -105,6 +120,7 @@ class Chat:
             temperature=temperature,
             window=window,
             lease=lease,
+            credit=credit,
         )
 
     async def _claim(
@@ -138,8 +154,9 @@ class Chat:
 
     async def settle(self, turn: PreparedTurn) -> None:
         """Gives up the turn's lease unless its write already did. Safe to call more than once, and
-        under cancellation (a disconnected client)."""
+        under cancellation (a disconnected client). A turn that was not stored is not charged."""
         await self._release(turn.conversation_id, turn.lease)
+        await self.credits.release(turn.credit)
 
     async def _release(self, conversation_id: str, lease: Lease) -> None:
         if not lease.held:
@@ -244,6 +261,7 @@ class Chat:
             )
             turn.lease.held = False  # the write deleted it
             self.leases.drop(turn.lease.key, turn.lease.token)
+            await self.credits.charge(turn.credit)
         except LeaseTaken:
             raise errors.ConversationBusy(
                 "This turn ran past its conversation lease and another turn took over; its answer was not stored.",

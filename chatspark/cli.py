@@ -14,7 +14,7 @@ from chatspark import logs
 from chatspark.apikeys import SCOPES, mint_key
 from chatspark.clock import iso, now_ms
 from chatspark.config import Config, ConfigError, load_config
-from chatspark.store import Store, StoreUnavailable, open_store
+from chatspark.store import ApiKeyRecord, Store, StoreUnavailable, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--agents", help="comma-separated agent ids (default: every agent)")
     create.add_argument("--expires", help="a duration (30d, 12h, 45m) or a date/time (2027-01-31)")
     create.add_argument("--name", default="", help="a label for `keys list`")
+    create.add_argument(
+        "--rate-limit", help="requests per minute: a number or a preset of [limits] rate_presets (default: 60)"
+    )
+    create.add_argument(
+        "--monthly-cap",
+        help="completed chat turns per calendar month (UTC): a number, a preset of [limits] cap_presets, or "
+        "'unlimited' (default: the mode's, live unlimited, test 100)",
+    )
     create.set_defaults(run=_keys_create, mode="live")
     keys.add_parser("list", help="list keys (never the keys themselves)").set_defaults(run=_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key by its id (key_…)")
@@ -102,11 +110,18 @@ def _keys_create(args: argparse.Namespace, config: Config) -> int:
     agents = [int(a) for a in args.agents.split(",") if a.strip()] if args.agents else None
     scopes = [s for group in args.scopes for s in group.split(",") if s] if args.scopes else None
     expires = _parse_expiry(args.expires) if args.expires else None
-    plain, record = mint_key(args.mode, scopes=scopes, agents=agents, expires_ms=expires, name=args.name)
+    rate = _limit(args.rate_limit, config.limits.rate_presets, "--rate-limit") if args.rate_limit else None
+    cap = None
+    if args.monthly_cap:
+        cap = 0 if args.monthly_cap == "unlimited" else _limit(args.monthly_cap, config.limits.cap_presets, "--monthly-cap")
+    plain, record = mint_key(
+        args.mode, scopes=scopes, agents=agents, expires_ms=expires, name=args.name, rate_limit=rate, monthly_cap=cap
+    )
     _with_store(config, lambda store: store.put_api_key(record))
     print(f"id: {record.id}  mode: {record.mode}  scopes: {' '.join(record.scopes)}")
     print(f"agents: {'all' if record.agents is None else ','.join(map(str, record.agents))}  "
           f"expires: {iso(expires) if expires else 'never'}")
+    print(f"rate limit: {_rate(record, config)}/min  monthly cap: {_cap(record, config)}")
     print("Store this key now; it is not shown again:")
     print(plain)
     return 0
@@ -121,8 +136,27 @@ def _keys_list(args: argparse.Namespace, config: Config) -> int:
         agents = "all" if r.agents is None else ",".join(map(str, r.agents))
         print(f"{r.id}  {r.mode:4}  {state:7}  created {iso(r.created)}  "
               f"expires {iso(r.expires) if r.expires else 'never':24}  agents {agents}  "
-              f"scopes {' '.join(r.scopes)}  {r.name}")
+              f"scopes {' '.join(r.scopes)}  rate {_rate(r, config)}/min  cap {_cap(r, config)}  {r.name}")
     return 0
+
+
+def _limit(value: str, presets: dict[str, int], option: str) -> int:
+    if value in presets:
+        return presets[value]
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError(f"{option} takes a positive number or one of: {', '.join(presets)}")
+
+
+def _rate(record: ApiKeyRecord, config: Config) -> int:
+    return record.rate_limit or config.limits.rate_per_minute
+
+
+def _cap(record: ApiKeyRecord, config: Config) -> str:
+    cap = record.monthly_cap
+    if cap is None:
+        cap = config.limits.monthly_cap_live if record.mode == "live" else config.limits.monthly_cap_test
+    return "unlimited" if cap == 0 else str(cap)
 
 
 def _keys_revoke(args: argparse.Namespace, config: Config) -> int:

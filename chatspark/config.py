@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -52,9 +52,30 @@ class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     idempotency_seconds: PositiveInt = 24 * 3600
 
 
+class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-key limits, exact across replicas (counted in Redis). A key may override both."""
+
+    # Requests per minute per key (every authenticated request counts), and named presets for
+    # `keys create --rate-limit <preset>`.
+    rate_per_minute: PositiveInt = 60
+    rate_presets: dict[str, PositiveInt] = msgspec.field(
+        default_factory=lambda: {"starter": 60, "growth": 120, "scale": 300}
+    )
+    # Completed chat turns per key per calendar month (UTC); 0 means unlimited.
+    monthly_cap_live: Annotated[int, Meta(ge=0)] = 0
+    monthly_cap_test: Annotated[int, Meta(ge=0)] = 100
+    cap_presets: dict[str, PositiveInt] = msgspec.field(default_factory=lambda: {"small": 25, "medium": 100, "large": 500})
+    # A running turn holds one of its key's credits this long at most (a crashed replica's hold lapses).
+    hold_seconds: Seconds = 600.0
+    # When the store cannot count a turn against its cap: "closed" answers 503 (nothing runs
+    # uncounted), "open" lets the turn run uncounted. Logged and counted either way.
+    on_store_error: Literal["closed", "open"] = "closed"
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     models: dict[str, ModelSettings] = {}
     agents: list[Agent] = []
     default_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2

@@ -25,6 +25,10 @@ turn's read and write each land on one Redis Cluster slot in one round trip.
 | {p}:key:{<sha256 of api key>}     | string | JSON key record; TTL expiry+30 d, or 30 d once revoked, |
 |                                   |        | else owned by `chatspark keys revoke`                   |
 | {p}:keys                          | hash   | key id -> sha256, owned by `chatspark keys`             |
+| {p}:key:{<sha256>}:rate           | zset   | the key's requests of the last minute; PX one window    |
+| {p}:key:{<sha256>}:used:<YYYY-MM> | string | completed turns that month; TTL the month + 62 days     |
+| {p}:key:{<sha256>}:held:<YYYY-MM> | zset   | credits held by running turns, scored by their expiry;  |
+|                                   |        | PX the hold time                                        |
 """
 
 from __future__ import annotations
@@ -84,6 +88,14 @@ class Layout:
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:key:{{{key_hash}}}"
 
+    def rate_log(self, key_hash: str) -> str:
+        return f"{self.prefix}:key:{{{key_hash}}}:rate"
+
+    def credits(self, key_hash: str, month: str) -> tuple[str, str]:
+        """(used, held) credit counters of one key for one month (`2026-11`), in the key's slot."""
+        tag = f"{self.prefix}:key:{{{key_hash}}}"
+        return f"{tag}:used:{month}", f"{tag}:held:{month}"
+
     def api_key_index(self) -> str:
         return f"{self.prefix}:keys"
 
@@ -126,6 +138,57 @@ redis.call('EXPIRE', tids, ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('DEL', KEYS[5])
 return {1, count, tonumber(redis.call('HGET', meta, 'created'))}
+"""
+
+# Looks up an API key and counts the request against its rate limit (a sliding window on Redis'
+# clock, so every replica agrees). Invalid, revoked and expired keys are not counted.
+# KEYS: record, rate log. ARGV: window ms, default limit, a unique member for this request.
+# Returns {record JSON or nil} or {record, allowed 1|0, limit, remaining, ms until the oldest leaves}.
+AUTHENTICATE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {false} end
+local key = cjson.decode(raw)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if key['revoked'] ~= cjson.null and key['revoked'] ~= nil then return {raw} end
+if key['expires'] ~= cjson.null and key['expires'] ~= nil and key['expires'] <= now then return {raw} end
+local limit = tonumber(ARGV[2])
+if key['rate_limit'] ~= cjson.null and key['rate_limit'] ~= nil then limit = tonumber(key['rate_limit']) end
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[2])
+local allowed = 0
+if count < limit then
+  redis.call('ZADD', KEYS[2], now, ARGV[3])
+  count = count + 1
+  allowed = 1
+end
+redis.call('PEXPIRE', KEYS[2], window)
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local reset = 0
+if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+return {raw, allowed, limit, limit - count, reset}
+"""
+
+# Holds one credit for a turn about to run, if the month's completed plus held turns are below
+# the cap. KEYS: used, held. ARGV: cap, token, hold ms. Returns {1|0, used}.
+HOLD_CREDIT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return {0, used} end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1, used}
+"""
+
+# Charges a completed turn: its hold becomes a used credit. KEYS: used, held. ARGV: token, ttl s.
+CHARGE_CREDIT = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+local used = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return used
 """
 
 # Deletes a lease only if this token holds it. KEYS: lease. ARGV: token.

@@ -14,6 +14,8 @@ from chatspark.errors import InternalError
 
 log = logging.getLogger("chatspark.access")
 MAX_REQUEST_ID = 128
+# Scope key of a dict of headers that handlers add to whatever response the request ends with.
+EXTRA_HEADERS = "chatspark.response_headers"
 
 
 def accepted_request_id(value: bytes | None) -> str | None:
@@ -43,8 +45,11 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                extra = scope.get(EXTRA_HEADERS) or {}
+                replaced = {b"x-request-id", *(name.encode() for name in extra)}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in replaced]
                 headers.append((b"x-request-id", rid.encode()))
+                headers.extend((name.encode(), value.encode()) for name, value in extra.items())
                 message = {**message, "headers": headers}
             await send(message)
 

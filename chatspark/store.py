@@ -20,6 +20,9 @@ from chatspark.config import StoreConfig
 from chatspark.errors import ServiceUnavailable
 from chatspark.redis_layout import (
     APPEND_TURN,
+    AUTHENTICATE,
+    CHARGE_CREDIT,
+    HOLD_CREDIT,
     DELETE_CONVERSATION,
     KEY_TOMBSTONE_SECONDS,
     RATE_MESSAGE,
@@ -83,6 +86,15 @@ class TurnPage(msgspec.Struct, frozen=True, kw_only=True):
     ratings: dict[str, str]
 
 
+class RateState(msgspec.Struct, frozen=True):
+    """A key's rate limit after counting this request."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_ms: int  # until the oldest counted request leaves the window
+
+
 class RateOutcome:
     RATED, NO_CONVERSATION, NO_MESSAGE, NOT_RATABLE = 1, 0, -1, -2
 
@@ -115,6 +127,8 @@ class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     expires: int | None = None  # ms since the epoch
     revoked: int | None = None
     name: str = ""
+    rate_limit: int | None = None  # requests per minute; None: the configured default
+    monthly_cap: int | None = None  # completed turns per month; None: the mode's default, 0: unlimited
 
 
 _turn_decoder = msgspec.json.Decoder(StoredTurn)
@@ -135,6 +149,9 @@ class Store:
         self._release_lease = client.register_script(RELEASE_LEASE)
         self._renew_lease = client.register_script(RENEW_LEASE)
         self._lease_ms = int(config.lease_seconds * 1000)
+        self._authenticate = client.register_script(AUTHENTICATE)
+        self._hold_credit = client.register_script(HOLD_CREDIT)
+        self._charge_credit = client.register_script(CHARGE_CREDIT)
 
     async def ping(self) -> None:
         await self._call(self.client.ping)
@@ -399,7 +416,36 @@ class Store:
         await self._call(lambda: self.client.set(key, secrets.token_bytes(32), nx=True))
         return bytes(await self._call(lambda: self.client.get(key)))
 
-    # -- API keys --------------------------------------------------------------------------------
+    # -- API keys and their limits ---------------------------------------------------------------------------------
+
+    async def authenticate(
+        self, key_hash: str, *, window_ms: int, default_limit: int
+    ) -> tuple[ApiKeyRecord | None, RateState | None]:
+        """The key's record and, for a usable key, its rate limit with this request counted; one
+        round trip."""
+        keys = [self.layout.api_key(key_hash), self.layout.rate_log(key_hash)]
+        args = [window_ms, default_limit, secrets.token_hex(8)]
+        reply = await self._call(lambda: self._authenticate(keys=keys, args=args))
+        if not reply or reply[0] is None:
+            return None, None
+        record = _key_decoder.decode(reply[0])
+        if len(reply) == 1:
+            return record, None
+        _, allowed, limit, remaining, reset = reply
+        return record, RateState(allowed == 1, int(limit), max(int(remaining), 0), max(int(reset), 0))
+
+    async def hold_credit(self, key_hash: str, month: str, cap: int, token: str, hold_ms: int) -> bool:
+        keys = list(self.layout.credits(key_hash, month))
+        held, _ = await self._call(lambda: self._hold_credit(keys=keys, args=[cap, token, hold_ms]))
+        return held == 1
+
+    async def charge_credit(self, key_hash: str, month: str, token: str, ttl_seconds: int) -> int:
+        keys = list(self.layout.credits(key_hash, month))
+        return int(await self._call(lambda: self._charge_credit(keys=keys, args=[token, ttl_seconds])))
+
+    async def release_credit(self, key_hash: str, month: str, token: str) -> None:
+        _, held = self.layout.credits(key_hash, month)
+        await self._call(lambda: self.client.zrem(held, token))
 
     async def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         raw = await self._call(lambda: self.client.get(self.layout.api_key(key_hash)))

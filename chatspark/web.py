@@ -30,6 +30,7 @@ from chatspark.chat import Chat
 from chatspark.clock import now_ms
 from chatspark.config import Config
 from chatspark.conversations import Conversations
+from chatspark.credits import Credits
 from chatspark.draining import Drain
 from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.leases import LeaseKeeper
@@ -65,7 +66,7 @@ def create_app(
         seeded = await agents.seed()
         cursors = Cursors(store.cursor_secret)
         leases = LeaseKeeper(store, config.store.lease_seconds)
-        chat = Chat(config, store, models, agents, leases)
+        chat = Chat(config, store, models, agents, leases, Credits(store, config.limits))
         journal = TurnJournal(
             store, ttl_seconds=config.store.idempotency_seconds, lease_seconds=config.store.lease_seconds
         )

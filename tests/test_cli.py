@@ -114,3 +114,13 @@ def test_serve_dev_without_redis_uses_the_embedded_store_and_prints_a_working_ke
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+def test_keys_create_takes_rate_and_cap_presets_and_numbers(cli_env):  # type: ignore[no-untyped-def]
+    created = run("keys", "create", "--test", "--rate-limit", "growth", "--monthly-cap", "small", env=cli_env)
+    assert created.returncode == 0, created.stderr
+    assert "rate limit: 120/min  monthly cap: 25" in created.stdout
+    created = run("keys", "create", "--rate-limit", "7", "--monthly-cap", "unlimited", env=cli_env)
+    assert "rate limit: 7/min  monthly cap: unlimited" in created.stdout
+    refused = run("keys", "create", "--rate-limit", "huge", env=cli_env)
+    assert refused.returncode != 0 and "--rate-limit" in refused.stderr

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from chatspark.apikeys import Principal, authenticate
 from chatspark.errors import AgentNotFound, PayloadTooLarge, ValidationFailed
 from chatspark.pagination import PageQuery, page_query
+from chatspark.request_context import EXTRA_HEADERS
 from chatspark.schemas import decode_body
 from chatspark.services import Services
 
@@ -23,10 +24,18 @@ def services(request: Request) -> Services:
 
 
 async def principal(request: Request, scope: str) -> Principal:
-    """The caller's checked key, which must carry `scope`."""
-    caller = await authenticate(services(request).store, request.headers.get("authorization"))
+    """The caller's checked key, which must carry `scope`. From here on, every response to this
+    request (errors and streams included) carries the key's mode and rate-limit headers."""
+    svc = services(request)
+    caller = await authenticate(svc.store, request.headers.get("authorization"), svc.config.limits)
+    response_headers(request).update(caller.headers())
     caller.require(scope)
     return caller
+
+
+def response_headers(request: Request) -> dict[str, str]:
+    """Headers RequestContext adds to this request's response, whatever produces it."""
+    return request.scope.setdefault(EXTRA_HEADERS, {})
 
 
 def agent_id(request: Request) -> int:

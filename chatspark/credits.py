@@ -1,0 +1,93 @@
+"""Monthly caps of completed chat turns per API key, exact across replicas.
+
+A turn holds one credit before it runs (so twenty concurrent turns against a cap of five run
+five), the credit becomes a charge once the turn is stored, and goes back if the turn fails.
+Idempotent replays never hold one: they run nothing.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import secrets
+from datetime import UTC, datetime
+
+import anyio
+
+from chatspark import errors
+from chatspark.apikeys import Principal
+from chatspark.config import LimitsConfig
+from chatspark.store import Store
+
+log = logging.getLogger("chatspark.credits")
+KEEP_USAGE_DAYS = 62  # a month's count outlives the month, for reporting
+
+
+class Hold:
+    def __init__(self, key_hash: str, month: str) -> None:
+        self.key_hash = key_hash
+        self.month = month
+        self.token = secrets.token_hex(12)
+        self.open = True
+
+
+class Credits:
+    def __init__(self, store: Store, limits: LimitsConfig) -> None:
+        self.store = store
+        self.limits = limits
+        self.store_errors = 0  # turns that could not be counted (logged with the running total)
+
+    async def hold(self, caller: Principal) -> Hold | None:
+        """One credit for a turn about to run; None when the key has no cap (or, failing open, when
+        the store cannot count). Raises CreditsExhausted."""
+        if caller.monthly_cap <= 0:
+            return None
+        now = datetime.now(UTC)
+        hold = Hold(caller.key_hash, f"{now:%Y-%m}")
+        try:
+            held = await self.store.hold_credit(
+                hold.key_hash, hold.month, caller.monthly_cap, hold.token, int(self.limits.hold_seconds * 1000)
+            )
+        except errors.ServiceUnavailable:
+            self._count_error("hold a credit")
+            if self.limits.on_store_error == "closed":
+                raise
+            return None
+        if not held:
+            raise errors.CreditsExhausted(
+                f"This key's {caller.monthly_cap} chat turns for {hold.month} (UTC) are used up."
+            )
+        return hold
+
+    async def charge(self, hold: Hold | None) -> None:
+        """The turn was stored: its credit is spent."""
+        if hold is None or not hold.open:
+            return
+        hold.open = False
+        try:
+            await self.store.charge_credit(hold.key_hash, hold.month, hold.token, _usage_ttl(hold.month))
+        except errors.ServiceUnavailable:
+            self._count_error("charge a stored turn")
+
+    async def release(self, hold: Hold | None) -> None:
+        """The turn did not complete: its credit goes back. Safe under cancellation and twice."""
+        if hold is None or not hold.open:
+            return
+        hold.open = False
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.release_credit(hold.key_hash, hold.month, hold.token)
+            except errors.ServiceUnavailable:
+                log.warning("could not release a credit; it lapses after %gs", self.limits.hold_seconds)
+
+    def _count_error(self, what: str) -> None:
+        self.store_errors += 1
+        log.error("could not %s: the store is unreachable (%d so far; on_store_error=%s)",
+                  what, self.store_errors, self.limits.on_store_error)
+
+
+def _usage_ttl(month: str) -> int:
+    year, number = (int(part) for part in month.split("-"))
+    last_day = calendar.monthrange(year, number)[1]
+    end = datetime(year, number, last_day, 23, 59, 59, tzinfo=UTC)
+    return int((end - datetime.now(UTC)).total_seconds()) + KEEP_USAGE_DAYS * 86400
