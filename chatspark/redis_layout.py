@@ -14,8 +14,10 @@ turn's read and write each land on one Redis Cluster slot in one round trip.
 | {p}:turn:{<sha256>}               | hash   | idempotent chat turn: body digest, state; TTL 24 h      |
 | {p}:turn:{<sha256>}:events        | stream | its answer (SSE frames or the JSON body); TTL 24 h      |
 | {p}:turn:{<sha256>}:lease         | string | token of the replica running it; PX lease, renewed      |
-| {p}:agent:{<id>}:convs            | zset   | cid scored by creation ms; owned by the agent (deleted  |
-|                                   |        | with it), dead entries pruned on insert and on listing  |
+| {p}:agent:{<id>}:convs            | zset   | cid scored by creation ms (the list order); owned by    |
+|                                   |        | the agent (deleted with it); trimmed with the next one  |
+| {p}:agent:{<id>}:expiry           | zset   | cid scored by when it expires (moved by every turn);    |
+|                                   |        | expired entries leave both sets at each turn write      |
 | {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
 | {p:agents}:index                  | zset   | agent id scored by creation ms; owned with the agents   |
 | {p:agents}:seq                    | string | last agent id handed out (never reused)                 |
@@ -64,6 +66,9 @@ class Layout:
 
     def agent_conversations(self, agent_id: int) -> str:
         return f"{self.prefix}:agent:{{{agent_id}}}:convs"
+
+    def agent_conversation_expiry(self, agent_id: int) -> str:
+        return f"{self.prefix}:agent:{{{agent_id}}}:expiry"
 
     # Agents share one hash tag: creating, seeding and deleting touch the record and the index
     # atomically in one slot. Their number is small (an agent is configuration, not traffic).
@@ -189,6 +194,25 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 local used = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return used
+"""
+
+# Keeps an agent's conversation index in step with a turn write (sent in the same pipeline).
+# KEYS: by creation, by expiry. ARGV: cid, created ms, expires ms, now ms, is_new.
+# A new conversation enters both sets; a continuing one moves its expiry (XX: a deleted one is
+# not re-added); conversations whose expiry passed leave both sets, at most 100 per write.
+INDEX_CONVERSATION = """
+if ARGV[5] == '1' then
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[2], unpack(expired))
+end
+return #expired
 """
 
 # Deletes a lease only if this token holds it. KEYS: lease. ARGV: token.

@@ -23,6 +23,7 @@ from chatspark.redis_layout import (
     AUTHENTICATE,
     CHARGE_CREDIT,
     HOLD_CREDIT,
+    INDEX_CONVERSATION,
     DELETE_CONVERSATION,
     KEY_TOMBSTONE_SECONDS,
     RATE_MESSAGE,
@@ -143,6 +144,7 @@ class Store:
         self.embedded = embedded
         self.layout = Layout(config.prefix)
         self._append_turn = client.register_script(APPEND_TURN)
+        self._index_conversation = client.register_script(INDEX_CONVERSATION)
         self._read_turns = client.register_script(READ_TURNS)
         self._rate_message = client.register_script(RATE_MESSAGE)
         self._delete_conversation = client.register_script(DELETE_CONVERSATION)
@@ -235,22 +237,33 @@ class Store:
         new: bool,
         lease: str = "",
     ) -> AppendResult:
-        """Stores one complete turn and slides the conversation's TTL. Safe to retry.
+        """Stores one complete turn and slides the conversation's TTL, in one round trip together
+        with the agent's conversation index. Safe to retry (the turn id makes it a no-op).
 
-        A new conversation enters its agent's index first: an index entry without a conversation
-        is pruned later, a conversation missing from the index would be unlisted and undeletable.
+        The index is written first in the pipeline: an entry whose conversation is not (yet)
+        stored is skipped by listings and leaves the index when its expiry passes; a stored
+        conversation missing from the index would be unlisted and undeletable.
         """
-        if new:
-            await self._index_conversation(agent_id, cid, turn.created)
-        keys = self.layout.conversation_keys(cid)
-        keys = [*keys, self.layout.lease(cid)]
+        keys = [*self.layout.conversation_keys(cid), self.layout.lease(cid)]
         args = [
             turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new), lease
         ]
+        index_keys = [self.layout.agent_conversations(agent_id), self.layout.agent_conversation_expiry(agent_id)]
+        index_args = [cid, turn.created, turn.created + ttl_seconds * 1000, turn.created, int(new)]
+
+        async def write() -> Any:
+            replies = await self._pipeline_scripts(
+                [(self._index_conversation, index_keys, index_args), (self._append_turn, keys, args)]
+            )
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies[1]
+
         last_error: StoreUnavailable | None = None
         for attempt in range(self.config.write_attempts):
             try:
-                status, count, created = await self._call(lambda: self._append_turn(keys=keys, args=args))
+                status, count, created = await self._call(write)
                 break
             except StoreUnavailable as exc:
                 last_error = exc
@@ -264,34 +277,22 @@ class Store:
             raise ConversationGone(cid)
         return AppendResult(stored=status == 1, turn_count=int(count), created=int(created))
 
-    async def _index_conversation(self, agent_id: int, cid: str, created: int) -> None:
-        index = self.layout.agent_conversations(agent_id)
+    async def _pipeline_scripts(self, calls: list[tuple[Any, list[Any], list[Any]]]) -> list[Any]:
+        """Several scripts in one round trip, by EVALSHA (a pipeline of registered scripts would
+        first ask SCRIPT EXISTS each time); loads them once when Redis does not know them yet."""
 
-        async def add() -> list[Any]:
+        async def send() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(index, {cid: created}, nx=True)
-            pipe.zrange(index, 0, 1)  # the two oldest: pruned if dead, so the index cannot grow
-            return await pipe.execute()
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
 
-        _, oldest = await self._call(add)
-        await self._prune(index, [c.decode() for c in oldest if c.decode() != cid])
-
-    async def _prune(self, index: str, cids: list[str]) -> list[str]:
-        """Drops index entries whose conversation expired or was deleted; returns the live ones."""
-        if not cids:
-            return []
-
-        async def exists() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for c in cids:
-                pipe.exists(self.layout.conversation(c)[0])
-            return await pipe.execute()
-
-        alive = await self._call(exists)
-        dead = [c for c, a in zip(cids, alive, strict=True) if not a]
-        if dead:
-            await self._call(lambda: self.client.zrem(index, *dead))
-        return [c for c, a in zip(cids, alive, strict=True) if a]
+        replies = await send()
+        if any(isinstance(r, NoScriptError) for r in replies):  # first use, or a Redis restarted under us
+            for script, _, _ in calls:
+                await self.client.script_load(script.script)
+            replies = await send()
+        return replies
 
     async def list_conversations(
         self, agent_id: int, after: tuple[int, str] | None, limit: int
@@ -319,12 +320,12 @@ class Store:
                 if after is not None and created == after[0] and cid >= after[1]:
                     continue
                 candidates.append((cid, created))
-            rows, dead = await self._conversation_rows(index, agent_id, candidates)
+            rows, _ = await self._conversation_rows(index, agent_id, candidates)
             found.extend(rows)
             if len(raw) < batch:
                 break
             last = int(raw[-1][1])
-            ties = sum(1 for member, score in raw if int(score) == last and member.decode() not in dead)
+            ties = sum(1 for _, score in raw if int(score) == last)
             offset = offset + ties if last == top else ties
             top = last
         return found[:limit]
@@ -332,7 +333,7 @@ class Store:
     async def _conversation_rows(
         self, index: str, agent_id: int, candidates: list[tuple[str, int]]
     ) -> tuple[list[ConversationInfo], set[str]]:
-        """The rows of the live candidates, and the dead ones (removed from the index)."""
+        """The rows of the stored candidates, and the ids of the others."""
         if not candidates:
             return [], set()
 
@@ -345,18 +346,17 @@ class Store:
             return await pipe.execute()
 
         replies = await self._call(read)
-        rows, dead = [], []
+        rows, missing = [], set()
         for i, (cid, _) in enumerate(candidates):
             (agent, created, updated, ttl), stored = replies[2 * i], replies[2 * i + 1]
+            # Expired, or its first turn still running: not listed (the expiry index trims it).
             if agent is None or int(agent) != agent_id:
-                dead.append(cid)
+                missing.add(cid)
                 continue
             rows.append(ConversationInfo(
                 id=cid, created=int(created), updated=int(updated), ttl_seconds=int(ttl), stored_turns=int(stored)
             ))
-        if dead:
-            await self._call(lambda: self.client.zrem(index, *dead))
-        return rows, set(dead)
+        return rows, missing
 
     async def read_turns(self, cid: str, agent_id: int, first: int = 0, count: int = -1) -> TurnPage | None:
         """Turns numbered `first` on (`count` of them, -1: all), atomically; None if no such conversation."""
@@ -386,7 +386,13 @@ class Store:
         deleted = await self._call(
             lambda: self._delete_conversation(keys=list(self.layout.conversation_keys(cid)), args=[agent_id])
         )
-        await self._call(lambda: self.client.zrem(self.layout.agent_conversations(agent_id), cid))
+        async def unindex() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(self.layout.agent_conversations(agent_id), cid)
+            pipe.zrem(self.layout.agent_conversation_expiry(agent_id), cid)
+            await pipe.execute()
+
+        await self._call(unindex)
         return bool(deleted)
 
     async def delete_agent_conversations(self, agent_id: int) -> int:
@@ -407,7 +413,7 @@ class Store:
 
             await self._call(delete)
             deleted += len(cids)
-        await self._call(lambda: self.client.delete(index))
+        await self._call(lambda: self.client.delete(index, self.layout.agent_conversation_expiry(agent_id)))
         return deleted
 
     async def cursor_secret(self) -> bytes:

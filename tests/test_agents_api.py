@@ -130,7 +130,9 @@ def test_delete_removes_the_agent_and_every_key_of_it(client, server, raw_redis)
     layout = Layout(server.config.store.prefix)
     left = [
         k.decode() for k in raw_redis.scan_iter(match=f"*{server.config.store.prefix}*", count=1000)
-        if any(c in k.decode() for c in cids) or k.decode() in (layout.agent(agent["id"]), layout.agent_conversations(agent["id"]))
+        if any(c in k.decode() for c in cids)
+        or k.decode() in (layout.agent(agent["id"]), layout.agent_conversations(agent["id"]),
+                          layout.agent_conversation_expiry(agent["id"]))
     ]
     assert left == []
     assert raw_redis.zscore(layout.agent_index(), agent["id"]) is None

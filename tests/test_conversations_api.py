@@ -118,8 +118,6 @@ def test_paging_250_conversations_with_inserts_and_expiries_sees_each_live_one_o
     assert set(created) - expired <= set(seen), "a live conversation was skipped"
     assert not expired & set(seen)
     assert pages >= 10
-    # The expired ones were pruned from the index while listing.
-    assert not {m.decode() for m in raw_redis.zrange(layout.agent_conversations(agent), 0, -1)} & expired
 
 
 def test_a_tampered_or_foreign_cursor_is_a_validation_error(client, agent):  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import msgspec
 import pytest
 from redis.crc import key_slot
 
@@ -136,17 +137,38 @@ async def test_listing_pages_through_ties_on_the_creation_time_exactly_once(stor
     assert await store.delete_agent_conversations(agent) == 30
 
 
-async def test_a_new_conversation_prunes_dead_entries_from_the_index(store, raw_redis):  # type: ignore[no-untyped-def]
+async def test_expired_conversations_leave_the_index_at_the_next_write(store, raw_redis):  # type: ignore[no-untyped-def]
+    from chatspark.clock import now_ms
+
     agent = 900_000 + secrets.randbelow(99_999)
-    dead = cid()
-    await store.append_turn(dead, agent, turn(0), ttl_seconds=60, new=True)
-    raw_redis.delete(*store.layout.conversation_keys(dead))
-    await store.append_turn(cid(), agent, turn(1), ttl_seconds=60, new=True)
-    index = store.layout.agent_conversations(agent)
-    assert raw_redis.zscore(index, dead) is None
-    assert raw_redis.zcard(index) == 1
+    expired = cid()
+    await store.append_turn(expired, agent, turn(0), ttl_seconds=60, new=True)  # created in 2023
+    fresh = msgspec.structs.replace(turn(1), created=now_ms())
+    live = cid()
+    await store.append_turn(live, agent, fresh, ttl_seconds=60, new=True)
+    index, expiry = store.layout.agent_conversations(agent), store.layout.agent_conversation_expiry(agent)
+    assert [m.decode() for m in raw_redis.zrange(index, 0, -1)] == [live]
+    assert [m.decode() for m in raw_redis.zrange(expiry, 0, -1)] == [live]
     await store.delete_agent_conversations(agent)
-    assert raw_redis.exists(index) == 0
+    assert raw_redis.exists(index, expiry) == 0
+
+
+async def test_a_continuing_turn_moves_the_expiry_but_never_revives_a_deleted_one(store, raw_redis):  # type: ignore[no-untyped-def]
+    from chatspark.clock import now_ms
+
+    agent = 900_000 + secrets.randbelow(99_999)
+    conversation = cid()
+    first = msgspec.structs.replace(turn(1), created=now_ms())
+    await store.append_turn(conversation, agent, first, ttl_seconds=60, new=True)
+    expiry = store.layout.agent_conversation_expiry(agent)
+    assert raw_redis.zscore(expiry, conversation) == first.created + 60_000
+    later = msgspec.structs.replace(turn(2), created=first.created + 5_000)
+    await store.append_turn(conversation, agent, later, ttl_seconds=60, new=False)
+    assert raw_redis.zscore(expiry, conversation) == later.created + 60_000
+    assert await store.delete_conversation(conversation, agent)
+    with pytest.raises(ConversationGone):
+        await store.append_turn(conversation, agent, turn(3), ttl_seconds=60, new=False)
+    assert raw_redis.zscore(expiry, conversation) is None
 
 
 async def test_a_turn_whose_lease_was_taken_over_is_fenced_off(store, raw_redis):  # type: ignore[no-untyped-def]
