@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 
 def now_ms() -> int:
@@ -12,4 +11,6 @@ def now_ms() -> int:
 
 def iso(ms: int) -> str:
     """`2025-02-24T11:30:15.000Z`: UTC with milliseconds, as the contract writes times."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    t = time.gmtime(seconds)  # 4x cheaper than datetime + strftime; this runs several times per turn
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, millis)
