@@ -15,6 +15,8 @@ Temperature = Annotated[float, Meta(ge=0, le=2)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(max_length=20_000)]
 Short = Annotated[str, Meta(max_length=2_000)]
+# Up to ten years: a conversation's expiry must stay a valid 4-digit-year time.
+TtlSeconds = Annotated[int, Meta(ge=1, le=10 * 365 * 24 * 3600)]
 
 
 class Agent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
@@ -38,7 +40,7 @@ class Agent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="ca
     model: str | None = None
     temperature: Temperature | None = None
     faq: list[FaqEntry] = []
-    conversation_ttl_seconds: PositiveInt = 7 * 24 * 3600
+    conversation_ttl_seconds: TtlSeconds = 7 * 24 * 3600
     # The prompt window: at most this many recent turns, and at most this many history tokens.
     history_turns: Annotated[int, Meta(ge=0, le=1000)] = 20
     history_tokens: PositiveInt | None = None
@@ -75,7 +77,7 @@ class AgentChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, ren
     model: str | None | UnsetType = UNSET
     temperature: Temperature | None | UnsetType = UNSET
     faq: list[FaqEntry] | UnsetType = UNSET
-    conversation_ttl_seconds: PositiveInt | UnsetType = UNSET
+    conversation_ttl_seconds: TtlSeconds | UnsetType = UNSET
     history_turns: Annotated[int, Meta(ge=0, le=1000)] | UnsetType = UNSET
     history_tokens: PositiveInt | None | UnsetType = UNSET
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatspark.api.http import json_response
+from chatspark.api.http import services
+from chatspark.openapi import document_json
 
 
 async def openapi(request: Request) -> Response:
-    return json_response({"openapi": "3.1.0", "info": {"title": "Chatspark", "version": "1"}, "paths": {}})
+    body = document_json(services(request).config.server.max_message_chars)
+    return Response(body, media_type="application/json")

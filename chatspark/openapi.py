@@ -1,0 +1,337 @@
+"""The OpenAPI 3.1 document of the HTTP API: one table of operations, schemas from the msgspec wire types."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from chatspark import errors
+from chatspark.agents import AgentChanges
+from chatspark.schemas import (
+    AgentEnvelope,
+    AgentsPage,
+    ChatRequest,
+    ChatResponse,
+    ConversationEnvelope,
+    ConversationsPage,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    MessagesPage,
+    StreamDelta,
+    StreamDone,
+    StreamFailure,
+)
+
+REF = "#/components/schemas/{name}"
+
+
+def _error_classes() -> list[type[errors.ApiError]]:
+    found, pending = [], [errors.ApiError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+# Every contract code and its status, read from errors.py so the two cannot drift apart.
+ERROR_STATUS: dict[str, int] = {cls.code: cls.status for cls in _error_classes()}
+ErrorCode = Literal[tuple(sorted(ERROR_STATUS))]  # type: ignore[valid-type]
+
+
+class ErrorDetails(msgspec.Struct, kw_only=True):
+    fields: dict[str, list[str]] | UnsetType = UNSET  # VALIDATION_ERROR: each bad field, its problems
+    cause: ErrorCode | UnsetType = UNSET  # STREAMING_ERROR: the code the JSON endpoint would have answered
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    code: ErrorCode
+    message: str
+    retryable: bool | UnsetType = UNSET  # present (true) only on errors a client may retry
+    details: ErrorDetails | UnsetType = UNSET
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """Every error answer, whatever its status."""
+
+    error: ErrorBody
+
+
+# Errors every authenticated operation can answer.
+_AUTHENTICATED = (
+    errors.ApiKeyMissing,
+    errors.ApiKeyInvalid,
+    errors.ApiKeyExpired,
+    errors.ApiKeyRevoked,
+    errors.ScopeInsufficient,
+    errors.RateLimitExceeded,
+    errors.ServiceUnavailable,
+    errors.InternalError,
+)
+# Errors of an operation on /agents/{agent_id}…; an unroutable path (say, an id with a `/`) is 404 too.
+_ON_AGENT = (errors.AgentAccessDenied, errors.AgentNotFound, errors.ResourceNotFound)
+_WITH_BODY = (errors.ValidationFailed, errors.PayloadTooLarge)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    answer: type | None  # the success body; None: no body
+    status: int = 200
+    scope: str | None = None  # None: no authentication
+    body: type | None = None
+    failures: tuple[type[errors.ApiError], ...] = ()  # its error answers beyond the ones every operation has
+    paged: bool = False  # takes `limit` and `cursor`
+    idempotent: bool = False  # honours `Idempotency-Key`
+    required: tuple[str, ...] = ()  # body fields this operation requires beyond the type's own
+
+
+AGENTS = "/api/v1/agents"
+AGENT = "/api/v1/agents/{agent_id}"
+CONVERSATIONS = f"{AGENT}/conversations"
+CONVERSATION = f"{CONVERSATIONS}/{{conversation_id}}"
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("get", "/api/v1/health", "Is this replica able to serve (its store reachable)?", Health),
+    Operation("get", "/openapi.json", "This document.", dict),
+    Operation(
+        "post",
+        f"{AGENT}/chat",
+        "One conversation turn, answered as JSON or (`stream: true`) as server-sent events.",
+        ChatResponse,
+        scope="chat",
+        body=ChatRequest,
+        idempotent=True,
+        failures=_ON_AGENT
+        + _WITH_BODY
+        + (
+            errors.IdempotencyConflict,
+            errors.ConversationBusy,
+            errors.CreditsExhausted,
+            errors.UpstreamError,
+            errors.UpstreamTimeout,
+        ),
+    ),
+    Operation("get", AGENTS, "The agents this key may use, newest first.", AgentsPage, scope="agents:read",
+              paged=True, failures=(errors.ValidationFailed,)),
+    Operation("post", AGENTS, "Create an agent.", AgentEnvelope, status=201, scope="agents:write", body=AgentChanges,
+              idempotent=True, required=("name",),
+              failures=_WITH_BODY + (errors.AgentAccessDenied, errors.IdempotencyConflict)),
+    Operation("get", AGENT, "One agent.", AgentEnvelope, scope="agents:read", failures=_ON_AGENT),
+    Operation("patch", AGENT, "Change the fields sent.", AgentEnvelope, scope="agents:write", body=AgentChanges,
+              failures=_ON_AGENT + _WITH_BODY),
+    Operation("delete", AGENT, "Delete the agent and all its conversations.", None, status=204,
+              scope="agents:write", failures=_ON_AGENT),
+    Operation("get", CONVERSATIONS, "The agent's conversations, newest first.", ConversationsPage,
+              scope="conversations:read", paged=True, failures=_ON_AGENT + (errors.ValidationFailed,)),
+    Operation("get", CONVERSATION, "Every stored exchange, oldest first.", ConversationEnvelope,
+              scope="conversations:read", failures=_ON_AGENT),
+    Operation("delete", CONVERSATION, "Delete a conversation.", None, status=204, scope="conversations:write",
+              failures=_ON_AGENT),
+    Operation("get", f"{CONVERSATION}/messages", "The conversation's messages (two per turn), oldest first.",
+              MessagesPage, scope="conversations:read", paged=True, failures=_ON_AGENT + (errors.ValidationFailed,)),
+    Operation("post", f"{CONVERSATION}/messages/{{message_id}}/feedback", "Rate an assistant message.",
+              FeedbackResponse, scope="feedback", body=FeedbackRequest, failures=_ON_AGENT + _WITH_BODY),
+)
+
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "agent_id": {
+        "description": "An agent id: `123` or `ag_123`.",
+        "schema": {"type": "string", "pattern": "^(ag_)?[0-9]{1,18}$"},
+    },
+    "conversation_id": {
+        "description": "An id the service minted (32 url-safe characters); any other id is unknown (404).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 128},
+    },
+    "message_id": {
+        "description": "A message id from the conversation's messages.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 128},
+    },
+}
+_PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query", "required": False, "description": "Page size.",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "`nextCursor` of the previous page of the same list (opaque, signed).",
+     "schema": {"type": "string", "maxLength": 512}},
+]
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Replays the first answer for the same key and body (24 h); another body is 409.",
+    # 1–255 printable ASCII characters; no outer spaces, which HTTP would strip.
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+               "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"},
+}
+_REQUEST_ID = {
+    "name": "x-request-id",
+    "in": "header",
+    "required": False,
+    "description": "Echoed when printable ASCII of at most 128 characters; otherwise the service mints one.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+               "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"},
+}
+_HEADERS = {
+    "x-request-id": {"description": "The request's id, also in every log line about it.", "required": True,
+                     "schema": {"type": "string"}},
+    "X-RateLimit-Limit": {"description": "Requests allowed per window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in this window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Seconds until the window resets.", "schema": {"type": "integer"}},
+    "Chatspark-Mode": {"description": "The key's mode.", "schema": {"type": "string", "enum": ["live", "test"]}},
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+    "Idempotent-Replayed": {"description": "`true` when this answer replays an earlier request's.",
+                            "schema": {"type": "string", "enum": ["true"]}},
+}
+_STREAM_DESCRIPTION = (
+    "With `stream: true`: `data: <json>` events, one per model delta (StreamDelta), then exactly one "
+    "terminal event, StreamDone or StreamFailure (code STREAMING_ERROR, the underlying code in "
+    "`details.cause`), then `data: [DONE]`. `: ping` comment lines keep the connection alive."
+)
+
+
+def _headers(op: Operation, status: int) -> dict[str, Any]:
+    names = ["x-request-id"]
+    if op.scope is not None:
+        names += ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Chatspark-Mode"]
+    if status in (409, 429, 503):
+        names.append("Retry-After")
+    if op.idempotent and status < 300:
+        names.append("Idempotent-Replayed")
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def _stream_event(refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI describes events ({data, event, id}): JSON data, or the final [DONE]."""
+    payload = {"anyOf": [refs[StreamDelta], refs[StreamDone], refs[StreamFailure]]}
+    return {
+        "description": _STREAM_DESCRIPTION,
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+        "if": {"properties": {"data": {"const": "[DONE]"}}},
+        "else": {
+            "properties": {
+                "data": {"contentMediaType": "application/json", "contentSchema": payload},
+            },
+        },
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": op.summary, "headers": _headers(op, op.status)}
+    if op.answer is dict:
+        success["content"] = _json({"type": "object"})
+    elif op.answer is not None:
+        success["content"] = _json(refs[op.answer])
+    if op.body is ChatRequest:
+        success["content"]["text/event-stream"] = {"schema": _stream_event(refs)}
+    responses = {str(op.status): success}
+    if op.answer is Health:
+        responses["503"] = {"description": "Degraded: `failed` names the unreachable dependency.",
+                            "headers": _headers(op, 503), "content": _json(refs[Health])}
+    by_status: dict[int, list[str]] = {}
+    for cls in (*op.failures, *(_AUTHENTICATED if op.scope else ())):
+        codes = by_status.setdefault(cls.status, [])
+        if cls.code not in codes:
+            codes.append(cls.code)
+    for status, codes in sorted(by_status.items()):
+        responses[str(status)] = {
+            "description": " or ".join(codes),
+            "headers": _headers(op, status),
+            "content": _json(refs[ErrorEnvelope]),
+        }
+    return responses
+
+
+def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, **spec}
+        for name, spec in _PATH_PARAMETERS.items()
+        if f"{{{name}}}" in op.path
+    ]
+    if op.paged:
+        parameters += _PAGE_PARAMETERS
+    if op.idempotent:
+        parameters.append(_IDEMPOTENCY_KEY)
+    parameters.append(_REQUEST_ID)
+    spec: dict[str, Any] = {
+        "operationId": f"{op.method}_{op.path.removeprefix('/api/v1/').strip('/')}".replace("/", "_")
+        .replace("{", "").replace("}", "").replace(".", "_"),
+        "summary": op.summary,
+        "parameters": parameters,
+        "responses": _responses(op, refs),
+    }
+    if op.scope is None:
+        spec["security"] = []
+    else:
+        spec["description"] = f"Needs the `{op.scope}` scope."
+    if op.body is not None:
+        schema = refs[op.body]
+        if op.required:
+            schema = {"allOf": [schema, {"required": list(op.required)}]}
+        spec["requestBody"] = {"required": True, "content": _json(schema)}
+    return spec
+
+
+def _chat_request_schema(components: dict[str, Any], max_message_chars: int) -> None:
+    """What `ChatRequest`'s type cannot say: a message with a non-space character, within the limit."""
+    message = components["ChatRequest"]["properties"]["message"]
+    message.update(minLength=1, maxLength=max_message_chars, pattern="\\S")
+
+
+def _any_json(kind: type) -> dict[str, Any]:
+    if kind is object:
+        return {"description": "any JSON value"}  # (an empty schema would read as "no schema")
+    raise NotImplementedError(kind)
+
+
+@functools.lru_cache(maxsize=4)
+def document(max_message_chars: int = 32_000) -> dict[str, Any]:
+    """The whole document. Built once per message limit (the one configuration value it shows)."""
+    types = [
+        ChatRequest, ChatResponse, StreamDelta, StreamDone, StreamFailure, Health, AgentsPage, AgentEnvelope,
+        AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
+        ErrorEnvelope,
+    ]
+    schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
+    _chat_request_schema(components, max_message_chars)
+    # StreamFailure holds its error as a plain dict (built from the envelope); it is an ErrorBody.
+    components["StreamFailure"]["properties"]["error"] = {"$ref": REF.format(name="ErrorBody")}
+    refs = dict(zip(types, schemas))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Chatspark",
+            "version": "1",
+            "description": "AI agents behind one HTTP API: chat (JSON or server-sent events), agents, conversations.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "headers": _HEADERS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "cs_live_… or cs_test_…"},
+            },
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def document_json(max_message_chars: int = 32_000) -> bytes:
+    return msgspec.json.encode(document(max_message_chars))

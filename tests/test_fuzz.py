@@ -1,0 +1,236 @@
+"""Fuzzing: schemathesis against /openapi.json of a real server, and hypothesis on the body decoder.
+
+Whatever a client sends: no 5xx but the contract's 502/503/504, every error in the envelope with a
+contract code, an `x-request-id` on every answer, and no hang. Bounded to run in well under a minute.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from chatspark.agents import AgentChanges
+from chatspark.errors import ValidationFailed
+from chatspark.openapi import ERROR_STATUS, OPERATIONS, document
+from chatspark.schemas import ChatRequest, FeedbackRequest, decode_body
+from tests.conftest import RunningServer
+
+EXAMPLES = 20  # per operation and mode: 13 operations x 3 modes
+ALLOWED_5XX = {502, 503, 504}  # upstream and store failures; agent 1 needs no upstream, Redis is up
+TIMEOUT = 10  # seconds; a request that takes longer counts as a hang
+# A conformance failure says the document and the service disagree; each check is one direction of that.
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
+               response_schema_conformance]
+BODY_TYPES = [ChatRequest, AgentChanges, FeedbackRequest]
+
+
+@pytest.fixture
+def fuzz_server(start_server: Callable[..., RunningServer], fake_openai: Any, provider_key: str,
+                key_prefix: str) -> RunningServer:
+    """A server on a prefix of its own: fuzzed PATCH and DELETE calls must not reach other tests' agents."""
+    return start_server(fake_openai.base_url, prefix=f"{key_prefix}-fuzz-{secrets.token_hex(3)}")
+
+
+def is_malformed_http(request: requests.PreparedRequest) -> bool:
+    """A header value with a control character is not HTTP (RFC 9110 §5.5): uvicorn's parser refuses
+    it with its own plain 400 before the app sees a request, so the contract cannot apply."""
+    return any(
+        any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in str(value))
+        for value in request.headers.values()
+    )
+
+
+def assert_contract_answer(response: schemathesis.Response) -> None:
+    headers = {name: values[0] for name, values in response.headers.items()}  # lowercase names
+    sent = response.request
+    assert headers.get("x-request-id"), f"no x-request-id: {sent.method} {sent.url!r} {sent.headers!r}"
+    assert response.status_code < 500 or response.status_code in ALLOWED_5XX, response.text[:500]
+    if response.status_code >= 400:
+        assert headers["content-type"].startswith("application/json"), headers
+        error = response.json()["error"]
+        assert isinstance(error["message"], str) and error["message"]
+        assert ERROR_STATUS[error["code"]] == response.status_code, error
+
+
+# (generation mode, whether path parameters name things that exist)
+MODES = {
+    "valid": (GenerationMode.POSITIVE, True),
+    "invalid-inputs": (GenerationMode.NEGATIVE, True),  # body, query and headers mutated
+    "invalid-anything": (GenerationMode.NEGATIVE, False),  # the path too
+}
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op.method.upper()} {op.path}")
+def test_fuzzed_requests_get_contract_answers(fuzz_server: RunningServer, operation: Any, mode: str) -> None:
+    generation, real_path = MODES[mode]
+    base = fuzz_server.base_url
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", timeout=TIMEOUT)
+    endpoint = schema[operation.path][operation.method.upper()]
+    key = fuzz_server.key()
+    with fuzz_server.client(key) as http:
+        turn = http.post("/api/v1/agents/1/chat", json={"message": "When are you open?"}).json()
+    # Path parameters that name what exists (agent 1, a real conversation and answer) let the
+    # requests reach the handlers past the lookups.
+    real = {"agent_id": "1", "conversation_id": turn["conversationId"], "message_id": turn["messageId"]}
+    fixed = {name: value for name, value in real.items() if f"{{{name}}}" in operation.path}
+    strategy = endpoint.as_strategy(generation_mode=generation, path_parameters=fixed if real_path else None)
+    session = requests.Session()
+
+    # No shrinking: a failure reports schemathesis' reproducing curl command, and stays fast.
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @given(case=strategy)
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(base_url=base, session=session, headers={"authorization": f"Bearer {key}"},
+                             timeout=TIMEOUT)
+        if is_malformed_http(response.request):
+            assert response.status_code == 400
+            return
+        assert_contract_answer(response)
+        if generation is GenerationMode.POSITIVE:
+            case.validate_response(response, checks=CONFORMANCE)
+
+    try:
+        check()
+    finally:
+        session.close()
+
+
+def test_fuzz_server_answers_the_document_it_was_built_from(fuzz_server: RunningServer) -> None:
+    served = requests.get(f"{fuzz_server.base_url}/openapi.json", timeout=TIMEOUT).json()
+    assert served == msgspec.json.decode(msgspec.json.encode(document()))
+
+
+@pytest.mark.parametrize("ttl", [10**12, 10**19])
+def test_an_agent_ttl_beyond_ten_years_is_refused(fuzz_server: RunningServer, ttl: int) -> None:
+    # Found by this suite: an unbounded TTL gave a 5-digit year, or a 500 after the turn was stored.
+    with fuzz_server.client(fuzz_server.key()) as http:
+        created = http.post("/api/v1/agents", json={"name": "Forever", "model": "local", "conversationTtlSeconds": ttl})
+    assert created.status_code == 400
+    assert "conversationTtlSeconds" in created.json()["error"]["details"]["fields"]
+
+
+def test_an_agent_at_the_ttl_limit_holds_a_conversation(fuzz_server: RunningServer) -> None:
+    with fuzz_server.client(fuzz_server.key()) as http:
+        created = http.post("/api/v1/agents", json={"name": "Decade", "model": "local", "conversationTtlSeconds": 315_360_000})
+        agent = created.json()["agent"]["id"]
+        answer = http.post(f"/api/v1/agents/{agent}/chat", json={"message": "hi"})
+        listed = http.get(f"/api/v1/agents/{agent}/conversations")
+    assert (answer.status_code, listed.status_code) == (200, 200), answer.text
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", answer.json()["expiresAt"])
+
+
+# --- the body decoder --------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def field_names(kind: type) -> list[str]:
+    return [field.encode_name for field in msgspec.structs.fields(kind)]
+
+
+def near_valid(kind: type) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects whose keys are mostly the type's own fields, with arbitrary values: the paths that
+    name a bad field."""
+    keys = st.sampled_from(field_names(kind)) | st.text(max_size=8)
+    return st.dictionaries(keys, JSON, max_size=6)
+
+
+def decodes_or_validation_error(body: bytes, kind: type) -> None:
+    try:
+        decoded = decode_body(body, kind)
+    except ValidationFailed as exc:
+        fields = exc.envelope()["error"]["details"]["fields"]
+        assert len(fields) == 1 and all(isinstance(p, list) and p for p in fields.values())
+    else:
+        assert isinstance(decoded, kind)
+
+
+@pytest.mark.parametrize("kind", BODY_TYPES, ids=lambda k: k.__name__)
+@settings(max_examples=300, deadline=None, database=None)
+@given(body=st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_fail_validation(kind: type, body: bytes) -> None:
+    decodes_or_validation_error(body, kind)
+
+
+@pytest.mark.parametrize("kind", BODY_TYPES, ids=lambda k: k.__name__)
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data())
+def test_arbitrary_json_decodes_or_fails_validation(kind: type, data: st.DataObject) -> None:
+    value = data.draw(JSON | near_valid(kind))
+    decodes_or_validation_error(msgspec.json.encode(value), kind)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"message": ' * 50_000, b"\xff\xfe", b'{"message": "\\ud800"}'])
+def test_pathological_bodies_fail_validation(body: bytes) -> None:
+    for kind in BODY_TYPES:
+        decodes_or_validation_error(body, kind)
+
+
+def from_schema(schema: dict[str, Any], components: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values valid for the JSON Schema that msgspec generates (the subset it uses)."""
+    if "$ref" in schema:
+        return from_schema(components[schema["$ref"].rsplit("/", 1)[1]], components)
+    if "anyOf" in schema:
+        return st.one_of([from_schema(s, components) for s in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if kind == "null":
+        return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.integers(schema.get("minimum"), schema.get("maximum"))
+    if kind == "number":
+        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False)
+    if kind == "string":
+        return st.text(min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 40), 40))
+    if kind == "array":
+        return st.lists(from_schema(schema["items"], components), max_size=3)
+    if kind == "object":
+        properties = {name: from_schema(s, components) for name, s in schema["properties"].items()}
+        required = set(schema.get("required", ()))
+        return st.fixed_dictionaries(
+            {n: s for n, s in properties.items() if n in required},
+            optional={n: s for n, s in properties.items() if n not in required},
+        )
+    raise AssertionError(f"schema the decoder test does not know: {schema}")
+
+
+def _valid_bodies(kind: type) -> st.SearchStrategy[dict[str, Any]]:
+    (schema,), components = msgspec.json.schema_components([kind], ref_template="#/components/schemas/{name}")
+    return from_schema(schema, components)
+
+
+@pytest.mark.parametrize("kind", BODY_TYPES, ids=lambda k: k.__name__)
+@settings(max_examples=200, deadline=None, database=None)
+@given(data=st.data())
+def test_valid_bodies_round_trip(kind: type, data: st.DataObject) -> None:
+    sent = data.draw(_valid_bodies(kind))
+    decoded = decode_body(msgspec.json.encode(sent), kind)
+    as_sent = msgspec.to_builtins(decoded)
+    assert {name: as_sent[name] for name in sent} == sent
+    assert decode_body(msgspec.json.encode(decoded), kind) == decoded

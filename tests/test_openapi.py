@@ -1,0 +1,182 @@
+"""GET /openapi.json: a valid OpenAPI 3.1 document, generated from the wire types, in step with the routes."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+import schemathesis
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from chatspark.config import load_config
+from chatspark.openapi import ERROR_STATUS, document
+from chatspark.web import create_app
+from tests.conftest import RunningServer
+
+PUBLIC = {("GET", "/api/v1/health"), ("GET", "/openapi.json")}
+
+
+def documented_operations(doc: dict) -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, methods in doc["paths"].items() for method in methods}
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    doc = document()
+    assert doc["openapi"] == "3.1.0"
+    schemathesis.openapi.from_dict(doc).validate()  # raises on any violation of the OpenAPI 3.1 schema
+
+
+def test_document_covers_exactly_the_app_routes() -> None:
+    app = create_app(load_config(environ={}))
+    while not isinstance(app, Starlette):  # through the middleware that wraps it
+        app = app.app  # type: ignore[attr-defined]
+    routed = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert routed  # the comparison below is not vacuous
+    assert documented_operations(document()) == routed
+
+
+def test_served_document_is_the_generated_one_without_auth(server: RunningServer) -> None:
+    with server.client() as anonymous:  # no Authorization header
+        first = anonymous.get("/openapi.json")
+        second = anonymous.get("/openapi.json")
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["x-request-id"]
+    assert first.json() == msgspec.json.decode(msgspec.json.encode(document(server.config.server.max_message_chars)))
+    assert second.content == first.content
+
+
+def test_document_is_built_once() -> None:
+    assert document() is document()
+
+
+def test_bearer_auth_on_every_operation_but_health_and_the_document() -> None:
+    doc = document()
+    assert doc["security"] == [{"bearer": []}]
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": "cs_live_… or cs_test_…"
+    }
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            if (method.upper(), path) in PUBLIC:
+                assert op["security"] == [], path
+                assert "401" not in op["responses"], path
+            else:
+                assert "security" not in op, path  # inherits the document's bearer requirement
+                assert {"401", "403", "429", "500", "503"} <= set(op["responses"]), (method, path)
+
+
+def test_request_bodies_come_from_the_wire_types() -> None:
+    doc = document()
+    paths = doc["paths"]
+    ref = "#/components/schemas/{}".format
+
+    def body(method: str, path: str) -> dict:
+        return paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert body("post", "/api/v1/agents/{agent_id}/chat") == {"$ref": ref("ChatRequest")}
+    assert body("patch", "/api/v1/agents/{agent_id}") == {"$ref": ref("AgentChanges")}
+    assert body("post", "/api/v1/agents") == {"allOf": [{"$ref": ref("AgentChanges")}, {"required": ["name"]}]}
+    feedback = "/api/v1/agents/{agent_id}/conversations/{conversation_id}/messages/{message_id}/feedback"
+    assert body("post", feedback) == {"$ref": ref("FeedbackRequest")}
+    schemas = doc["components"]["schemas"]
+    assert schemas["ChatRequest"]["additionalProperties"] is False
+    assert schemas["ChatRequest"]["required"] == ["message"]
+    assert schemas["ChatRequest"]["properties"]["message"]["maxLength"] == 32_000
+    assert schemas["FeedbackRequest"]["properties"]["rating"] == {
+        "anyOf": [{"enum": ["negative", "positive"]}, {"type": "null"}]
+    }
+    assert "gaID" in schemas["AgentChanges"]["properties"]
+
+
+def test_success_answers_reference_their_types() -> None:
+    paths = document()["paths"]
+    expected = {
+        ("get", "/api/v1/health", "200"): "Health",
+        ("post", "/api/v1/agents/{agent_id}/chat", "200"): "ChatResponse",
+        ("get", "/api/v1/agents", "200"): "AgentsPage",
+        ("post", "/api/v1/agents", "201"): "AgentEnvelope",
+        ("get", "/api/v1/agents/{agent_id}", "200"): "AgentEnvelope",
+        ("patch", "/api/v1/agents/{agent_id}", "200"): "AgentEnvelope",
+        ("get", "/api/v1/agents/{agent_id}/conversations", "200"): "ConversationsPage",
+        ("get", "/api/v1/agents/{agent_id}/conversations/{conversation_id}", "200"): "ConversationEnvelope",
+        ("get", "/api/v1/agents/{agent_id}/conversations/{conversation_id}/messages", "200"): "MessagesPage",
+    }
+    for (method, path, status), name in expected.items():
+        content = paths[path][method]["responses"][status]["content"]
+        assert content["application/json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+    chat = paths["/api/v1/agents/{agent_id}/chat"]["post"]["responses"]["200"]["content"]
+    assert "text/event-stream" in chat
+    for method, path in (("delete", "/api/v1/agents/{agent_id}"),
+                         ("delete", "/api/v1/agents/{agent_id}/conversations/{conversation_id}")):
+        assert "content" not in paths[path][method]["responses"]["204"]
+
+
+def test_every_error_answer_is_the_envelope_with_a_contract_code() -> None:
+    doc = document()
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    seen_statuses = set()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            for status, answer in op["responses"].items():
+                assert answer["headers"]["x-request-id"] == {"$ref": "#/components/headers/x-request-id"}
+                if int(status) < 400 or path == "/api/v1/health":
+                    continue
+                seen_statuses.add(int(status))
+                assert answer["content"]["application/json"]["schema"] == envelope, (method, path, status)
+                for code in answer["description"].split(" or "):
+                    assert ERROR_STATUS[code] == int(status), (method, path, status, code)
+    codes = doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"]
+    assert set(codes) == set(ERROR_STATUS)
+    # Every status the contract lists, except 405 (a path's, not an operation's) and STREAMING_ERROR's 500 in-stream.
+    assert seen_statuses == {400, 401, 402, 403, 404, 409, 413, 429, 500, 502, 503, 504}
+
+
+def test_chat_and_create_agent_take_an_idempotency_key() -> None:
+    doc = document()
+    with_key = {
+        (method.upper(), path)
+        for path, methods in doc["paths"].items()
+        for method, op in methods.items()
+        if any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op["parameters"])
+    }
+    assert with_key == {("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents")}
+
+
+def test_lists_take_limit_and_cursor() -> None:
+    doc = document()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            query = {p["name"]: p["schema"] for p in op["parameters"] if p["in"] == "query"}
+            if path.endswith(("/agents", "/conversations", "/messages")) and method == "get":
+                assert query == {
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                    "cursor": {"type": "string", "maxLength": 512},
+                }, path
+            else:
+                assert query == {}, (method, path)
+
+
+def test_path_parameters_are_declared() -> None:
+    for path, methods in document()["paths"].items():
+        names = {part[1:-1] for part in path.split("/") if part.startswith("{")}
+        for op in methods.values():
+            assert {p["name"] for p in op["parameters"] if p["in"] == "path"} == names, path
+
+
+def test_health_degraded_answer_is_documented() -> None:
+    health = document()["paths"]["/api/v1/health"]["get"]["responses"]
+    assert set(health) == {"200", "503"}
+    assert health["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Health"}
+
+
+def test_unknown_path_next_to_the_document_is_an_enveloped_404(server: RunningServer) -> None:
+    response = httpx.get(f"{server.base_url}/openapi.yaml", timeout=10)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
