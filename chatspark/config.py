@@ -41,6 +41,8 @@ class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prefix: str = "cs"
     connect_timeout_seconds: Seconds = 1.0
     command_timeout_seconds: Seconds = 2.0
+    # Connections per process; beyond them a command waits (up to the command timeout) for one.
+    max_connections: PositiveInt = 512
     # A turn write is idempotent (keyed by its message id), so it is safe to send again.
     write_attempts: PositiveInt = 3
     # Stored turns per conversation; the oldest are dropped beyond this.

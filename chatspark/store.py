@@ -498,6 +498,7 @@ class Store:
         try:
             return await operation()
         except (RedisError, OSError) as exc:
+            log.warning("store call failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable() from exc
 
 
@@ -513,8 +514,13 @@ def redis_client(config: StoreConfig) -> Any:
         from redis.asyncio.cluster import RedisCluster
 
         options.pop("health_check_interval")
-        return RedisCluster.from_url(config.url, **options)
-    return aioredis.Redis.from_url(config.url, **options)
+        return RedisCluster.from_url(config.url, max_connections=config.max_connections, **options)
+    # A blocking pool: past max_connections a request waits for a free connection (up to the
+    # command timeout) instead of failing at once (redis-py's default pool raises at 100).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.url, max_connections=config.max_connections, timeout=config.command_timeout_seconds, **options
+    )
+    return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 def embedded_client(server: Any | None = None) -> Any:

@@ -192,3 +192,25 @@ async def test_renewing_keeps_only_leases_still_held(store, raw_redis):  # type:
     raw_redis.set(lost, "someone-else", px=1000)
     assert await store.renew_leases([(held, "mine"), (lost, "mine")]) == [True, False]
     assert raw_redis.pttl(held) > 1000
+
+
+async def test_more_concurrent_commands_than_connections_wait_instead_of_failing(redis_url, key_prefix):  # type: ignore[no-untyped-def]
+    import anyio
+
+    config = StoreConfig(url=redis_url, prefix=key_prefix, max_connections=10)
+    small = Store(redis_client(config), config)
+    failures = []
+
+    async def read() -> None:
+        try:
+            await small.load_conversation(cid(), 5)
+        except StoreUnavailable as exc:
+            failures.append(exc)
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(200):
+                tasks.start_soon(read)
+    finally:
+        await small.aclose()
+    assert failures == []
