@@ -4,7 +4,7 @@ VENV   := .venv
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.synced
 
-.PHONY: install run test clean
+.PHONY: install run test clean bench
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ run: install
 
 test: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Chatspark vs LiteLLM proxy on one fake upstream (bench/README.md); BENCH_ARGS=--quick for ~2 minutes.
+bench: install
+	@sh bench/setup.sh
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV)
