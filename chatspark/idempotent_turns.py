@@ -108,16 +108,21 @@ class IdempotentTurns:
 
     async def frames(self, claim: Claim, after_event: int = 0) -> AsyncIterator[bytes]:
         """The turn's SSE frames from the journal, live or replayed; `after_event` resumes after a
-        `Last-Event-ID`."""
+        `Last-Event-ID`. If the journal ends early (its runner stopped, or the store became
+        unreachable), the stream still ends with one terminal event and `[DONE]`."""
         last = after_event
+        terminal = False
         try:
             async for entry in self._follow(claim):
+                terminal = terminal or _is_terminal(entry.frame)
                 if entry.event_id > after_event:
                     last = entry.event_id
                     yield entry.frame
-        except RunnerLost as lost:
-            yield frame(last + 1, failure("", lost.error))
-            yield frame(last + 2, b"[DONE]")
+        except (RunnerLost, errors.ServiceUnavailable) as exc:
+            if not terminal:
+                last += 1
+                yield frame(last, failure("", exc.error if isinstance(exc, RunnerLost) else exc))
+            yield frame(last + 1, b"[DONE]")
 
     async def result(self, claim: Claim) -> tuple[int, bytes]:
         """The JSON answer (status, body) once the turn is done."""
@@ -144,6 +149,12 @@ class IdempotentTurns:
                     return
             if entries:
                 position = entries[-1].position
+
+
+def _is_terminal(data: bytes) -> bool:
+    """Whether a journaled frame is the turn's `done` or error event. Text inside a JSON string has
+    its quotes escaped, so these bytes match only the event's own fields."""
+    return b',"done":true' in data or b',"error":{' in data
 
 
 class RunnerLost(Exception):
