@@ -38,8 +38,9 @@ class LeaseKeeper:
                 log.warning("could not renew %d leases: the store is unreachable", len(held))
                 continue
             for (key, token), ok in zip(held, renewed, strict=True):
-                if not ok:
-                    # Lapsed (this process stalled past the term) and maybe taken: the turn's write is
-                    # fenced off by the token check, so stop pretending to hold it.
+                # Not renewed and still ours: it lapsed (this process stalled past the term) and may
+                # be taken; the turn's write is fenced off by the token check. (A lease its turn's
+                # write released meanwhile is no longer in `_held`: nothing to say.)
+                if not ok and self._held.get(key) == token:
                     log.warning("a lease lapsed before its turn finished")
                     self.drop(key, token)

@@ -65,10 +65,13 @@ class EventStream:
                     async for event in events:
                         await events_out.send(event)
 
+            finished = False
+
             async def watch_disconnect() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                log.info("client disconnected; cancelling the stream")
+                if not finished:
+                    log.info("client disconnected; cancelling the stream")
                 tasks.cancel_scope.cancel()
 
             tasks.start_soon(watch_disconnect)
@@ -82,5 +85,6 @@ class EventStream:
                         except anyio.EndOfStream:
                             break
                     await send({"type": "http.response.body", "body": event or PING, "more_body": True})
+            finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             tasks.cancel_scope.cancel()
