@@ -4,7 +4,7 @@ VENV   := .venv
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.synced
 
-.PHONY: install run test clean bench
+.PHONY: install run test clean bench faults
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ test: install
 bench: install
 	@sh bench/setup.sh
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The fault suite (tests/faults): Redis killed mid-load, upstream faults, slow readers, a 2-minute
+# soak; prints the table (faults, requests, acknowledged turns, turns lost, 5xx, RSS/fd drift).
+faults: install
+	$(VENV)/bin/python -m pytest -m faults tests/faults; status=$$?; \
+	  $(VENV)/bin/python -m tests.faults.report; exit $$status
 
 clean:
 	rm -rf $(VENV)
