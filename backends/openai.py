@@ -35,7 +35,7 @@ from backends.retry import complete_with_retries, stream_with_retries
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 ERROR_BODY_LIMIT = 64 * 1024  # enough for any provider's error JSON; the rest is not read
-MAX_CONNECTIONS = 1000  # aiohttp's default of 100 would queue concurrent streams behind each other
+MAX_CONNECTIONS = 8192  # per process: concurrent model calls never queue behind a pool (aiohttp defaults to 100)
 
 # Only the fields we read; msgspec skips the rest of each body without building it.
 
