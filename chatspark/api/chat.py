@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chatspark.apikeys import Principal
 from chatspark.api.http import agent_id, idempotency_key, json_body, json_response, principal, services
 from chatspark.chat import Chat, PreparedTurn
 from chatspark.chat_events import turn_frames
@@ -42,13 +43,13 @@ async def _frames(chat: Chat, turn: PreparedTurn) -> AsyncIterator[bytes]:
 
 
 async def _idempotent(
-    request: Request, svc: Services, claim: Claim, agent: int, body: ChatRequest, caller: object
+    request: Request, svc: Services, claim: Claim, agent: int, body: ChatRequest, caller: Principal
 ) -> Response | EventStream:
     """Runs the claimed turn (if this request claimed it first), then follows its journal."""
     turns = svc.idempotent_turns
     if claim.state == "new":
         try:
-            turn = await svc.chat.prepare(agent, body, caller)  # type: ignore[arg-type]
+            turn = await svc.chat.prepare(agent, body, caller)
         except ApiError:
             await turns.abandon(claim)
             raise
