@@ -73,9 +73,10 @@ class AgentStore:
         client = self.store.client
         new_id = int(await self.store._call(lambda: client.incr(self.layout.agent_seq())))
         stored = msgspec.structs.replace(agent, id=new_id)
-        idem_key = self.layout.agent_idempotency(idempotency_digest) if idempotency_digest else ""
+        idem_key = self.layout.agent_idempotency(idempotency_digest or "none")
         keys = [self.layout.agent(new_id), self.layout.agent_index(), idem_key]
-        args = [new_id, _encoder.encode(stored), stored.created_at, body_digest, IDEMPOTENCY_SECONDS]
+        args = [new_id, _encoder.encode(stored), stored.created_at, body_digest, IDEMPOTENCY_SECONDS,
+                "1" if idempotency_digest else "0"]
         status, agent_id = await self.store._call(lambda: self._create(keys=keys, args=args))
         if status == -1:
             raise IdempotencyMismatch()

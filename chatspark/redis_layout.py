@@ -317,10 +317,11 @@ return 1
 """
 
 # Stores a new agent under an id already taken from seq, honouring an idempotency record.
-# KEYS: agent, index, idempotency key ('' when none). ARGV: id, JSON, created ms, body digest, ttl s.
+# KEYS: agent, index, idempotency key. ARGV: id, JSON, created ms, body digest, ttl s, '1' when the
+# request carried an Idempotency-Key (else KEYS[3] is a placeholder in the same slot, untouched).
 # Returns {1, id} created, {0, earlier id} replayed, {-1, 0} the key was used with another body.
 CREATE_AGENT = """
-if KEYS[3] ~= '' then
+if ARGV[6] == '1' then
   local earlier = redis.call('GET', KEYS[3])
   if earlier then
     local digest, id = string.match(earlier, '^(%x+):(%d+)$')

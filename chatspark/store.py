@@ -14,7 +14,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from chatspark.config import StoreConfig
 from chatspark.errors import ServiceUnavailable
@@ -214,6 +214,9 @@ class Store:
         """Extends each held lease by a full term; False where the token no longer holds it."""
         if not keys_and_tokens:
             return []
+        if self.config.cluster:
+            calls = [(self._renew_lease, [key], [token, self._lease_ms]) for key, token in keys_and_tokens]
+            return [r == 1 for r in await self._call(lambda: self._pipeline_scripts(calls))]
 
         async def renew() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -280,6 +283,10 @@ class Store:
     async def _pipeline_scripts(self, calls: list[tuple[Any, list[Any], list[Any]]]) -> list[Any]:
         """Several scripts in one round trip, by EVALSHA (a pipeline of registered scripts would
         first ask SCRIPT EXISTS each time); loads them once when Redis does not know them yet."""
+
+        if self.config.cluster:
+            # redis-py refuses scripts in cluster pipelines (and these keys live in different slots).
+            return [await _reply_or_error(script(keys=keys, args=args)) for script, keys, args in calls]
 
         async def send() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -497,9 +504,16 @@ class Store:
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await operation()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("store call failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable() from exc
+
+
+async def _reply_or_error(reply: Awaitable[Any]) -> Any:
+    try:
+        return await reply
+    except RedisError as exc:
+        return exc
 
 
 def redis_client(config: StoreConfig) -> Any:

@@ -1,0 +1,119 @@
+"""The service on a Redis Cluster: every multi-key script stays in one slot, scripts never ride in a
+cluster pipeline, and the core flows work end to end. A private 3-node cluster, started here."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+AGENTS = "/api/v1/agents"
+
+
+@pytest.fixture(scope="module")
+def cluster_url() -> Iterator[str]:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.skip("redis-server and redis-cli are needed to start a private cluster")
+    workdir = tempfile.mkdtemp(prefix="chatspark-cluster-")
+    ports = _cluster_ports(3)
+    processes = [
+        subprocess.Popen(
+            [server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
+             f"nodes-{p}.conf", "--save", "", "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
+    try:
+        for p in ports:
+            _wait(lambda p=p: redis.Redis(port=p).ping())
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )
+        _wait(lambda: redis.Redis(port=ports[0]).cluster("info")["cluster_state"] == "ok")
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (+10000) is free and valid too (ephemeral ports are not)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(20_000, 45_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _wait(check, seconds: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if check():
+                return
+        except redis.RedisError:
+            pass
+        assert time.monotonic() < deadline, "the private cluster did not come up"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def cluster_server(start_server, cluster_url, fake_openai, provider_key):  # type: ignore[no-untyped-def]
+    return start_server(fake_openai.base_url, store_url=cluster_url, store={"cluster": True})
+
+
+def test_turns_streams_idempotency_and_limits_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
+    with cluster_server.client(cluster_server.key("test", monthly_cap=10, rate_limit=100)) as http:
+        first = http.post(f"{AGENTS}/2/chat", json={"message": "hi"})
+        assert first.status_code == 200, first.text
+        assert first.headers["x-ratelimit-remaining"] == "99"
+        cid = first.json()["conversationId"]
+        second = http.post(f"{AGENTS}/2/chat", json={"message": "again", "conversationId": cid})
+        assert second.json()["context"]["turnsIncluded"] == 1
+        key = {"Idempotency-Key": secrets.token_hex(8)}
+        stream = http.post(f"{AGENTS}/1/chat", json={"message": "When are you open?", "stream": True}, headers=key)
+        assert '"done":true' in stream.text
+        replay = http.post(f"{AGENTS}/1/chat", json={"message": "When are you open?", "stream": True}, headers=key)
+        assert replay.headers["idempotent-replayed"] == "true"
+        rows = http.get(f"{AGENTS}/2/conversations/{cid}/messages").json()["messages"]
+        assert [r["content"] for r in rows if r["role"] == "user"] == ["hi", "again"]
+        rated = http.post(f"{AGENTS}/2/conversations/{cid}/messages/{rows[1]['id']}/feedback", json={"rating": "positive"})
+        assert rated.status_code == 200
+        assert cid in [c["id"] for c in http.get(f"{AGENTS}/2/conversations").json()["conversations"]]
+
+
+def test_agents_are_managed_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
+    with cluster_server.client(cluster_server.key()) as http:
+        plain = http.post(AGENTS, json={"name": "Plain", "model": "local"})
+        assert plain.status_code == 201, plain.text
+        key = {"Idempotency-Key": secrets.token_hex(8)}
+        once = http.post(AGENTS, json={"name": "Once", "model": "local"}, headers=key)
+        again = http.post(AGENTS, json={"name": "Once", "model": "local"}, headers=key)
+        assert once.json() == again.json()
+        agent = plain.json()["agent"]["id"]
+        cid = http.post(f"{AGENTS}/{agent}/chat", json={"message": "hi"}).json()["conversationId"]
+        assert http.patch(f"{AGENTS}/{agent}", json={"welcomeMessage": "hello"}).status_code == 200
+        assert http.delete(f"{AGENTS}/{agent}/conversations/{cid}").status_code == 204
+        assert http.delete(f"{AGENTS}/{agent}").status_code == 204
+        assert http.get(f"{AGENTS}/{agent}").status_code == 404
