@@ -161,7 +161,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 async def _print_dev_key(store: Store, port: int) -> None:
-    plain, record = mint_key("test", expires_ms=now_ms() + DEV_KEY_HOURS * 3600 * 1000, name="dev key (make run)")
+    # No monthly cap: a laptop session should not run into the test-mode default of 100 turns.
+    plain, record = mint_key(
+        "test", expires_ms=now_ms() + DEV_KEY_HOURS * 3600 * 1000, name="dev key (make run)", monthly_cap=0
+    )
     await store.put_api_key(record)
     # Printed, not logged: a key must never reach a log pipeline.
     print(
