@@ -214,20 +214,8 @@ class Store:
         """Extends each held lease by a full term; False where the token no longer holds it."""
         if not keys_and_tokens:
             return []
-        if self.config.cluster:
-            calls = [(self._renew_lease, [key], [token, self._lease_ms]) for key, token in keys_and_tokens]
-            return [r == 1 for r in await self._call(lambda: self._pipeline_scripts(calls))]
-
-        async def renew() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for key, token in keys_and_tokens:
-                pipe.evalsha(self._renew_lease.sha, 1, key, token, self._lease_ms)
-            return await pipe.execute(raise_on_error=False)
-
-        replies = await self._call(renew)
-        if any(isinstance(r, NoScriptError) for r in replies):  # first use, or a Redis restarted under us
-            await self._call(lambda: self.client.script_load(RENEW_LEASE))
-            replies = await self._call(renew)
+        calls = [(self._renew_lease, [key], [token, self._lease_ms]) for key, token in keys_and_tokens]
+        replies = await self._call(lambda: self._pipeline_scripts(calls))
         return [r == 1 for r in replies]
 
     async def append_turn(
@@ -327,8 +315,7 @@ class Store:
                 if after is not None and created == after[0] and cid >= after[1]:
                     continue
                 candidates.append((cid, created))
-            rows, _ = await self._conversation_rows(index, agent_id, candidates)
-            found.extend(rows)
+            found.extend(await self._conversation_rows(agent_id, candidates))
             if len(raw) < batch:
                 break
             last = int(raw[-1][1])
@@ -337,12 +324,10 @@ class Store:
             top = last
         return found[:limit]
 
-    async def _conversation_rows(
-        self, index: str, agent_id: int, candidates: list[tuple[str, int]]
-    ) -> tuple[list[ConversationInfo], set[str]]:
-        """The rows of the stored candidates, and the ids of the others."""
+    async def _conversation_rows(self, agent_id: int, candidates: list[tuple[str, int]]) -> list[ConversationInfo]:
+        """The rows of the candidates that are stored."""
         if not candidates:
-            return [], set()
+            return []
 
         async def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -353,17 +338,16 @@ class Store:
             return await pipe.execute()
 
         replies = await self._call(read)
-        rows, missing = [], set()
+        rows = []
         for i, (cid, _) in enumerate(candidates):
             (agent, created, updated, ttl), stored = replies[2 * i], replies[2 * i + 1]
             # Expired, or its first turn still running: not listed (the expiry index trims it).
             if agent is None or int(agent) != agent_id:
-                missing.add(cid)
                 continue
             rows.append(ConversationInfo(
                 id=cid, created=int(created), updated=int(updated), ttl_seconds=int(ttl), stored_turns=int(stored)
             ))
-        return rows, missing
+        return rows
 
     async def read_turns(self, cid: str, agent_id: int, first: int = 0, count: int = -1) -> TurnPage | None:
         """Turns numbered `first` on (`count` of them, -1: all), atomically; None if no such conversation."""
