@@ -35,9 +35,7 @@ class Drain:
             return
         if self.draining:
             error = ServiceUnavailable("This replica is shutting down; retry the request.", headers={"retry-after": "1"})
-            headers = [(b"content-type", b"application/json"), (b"connection", b"close"), (b"retry-after", b"1")]
-            await send({"type": "http.response.start", "status": error.status, "headers": headers})
-            await send({"type": "http.response.body", "body": error.to_json()})
+            await error.response({"connection": "close"})(scope, receive, send)
             return
         self.in_flight += 1
         try:

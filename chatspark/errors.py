@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
+from starlette.responses import Response
 
 
 class ApiError(Exception):
@@ -36,6 +37,13 @@ class ApiError(Exception):
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self.envelope())
+
+    def response(self, headers: Mapping[str, str] | None = None) -> Response:
+        """The envelope as an HTTP response: its status, the error's own headers and any `headers`."""
+        return Response(
+            self.to_json(), status_code=self.status, headers={**self.headers, **(headers or {})},
+            media_type="application/json",
+        )
 
 
 class ApiKeyMissing(ApiError):

@@ -58,15 +58,7 @@ class RequestContext:
         except Exception:
             log.exception("unhandled error")
             if not status:
-                error = InternalError()
-                await send_with_id(
-                    {
-                        "type": "http.response.start",
-                        "status": error.status,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": error.to_json()})
+                await InternalError().response()(scope, receive, send_with_id)
         finally:
             log.info(
                 "%s %s %s %.1fms",

@@ -24,7 +24,6 @@ from chatspark.api import conversations as conversations_api
 from chatspark.api.chat import chat
 from chatspark.api.health import health
 from chatspark.api.openapi import openapi
-from chatspark.api.http import json_response
 from chatspark.apikeys import mint_key
 from chatspark.chat import Chat
 from chatspark.clock import now_ms
@@ -135,7 +134,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.ApiError)
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.message)
-    return json_response(exc.envelope(), status=exc.status, headers=exc.headers)
+    return exc.response()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
