@@ -146,7 +146,7 @@ class Chat:
         if conversation is None:
             raise not_found()
         if conversation.agent_id != agent.id:
-            await self.store.release_lease(requested, lease.token)
+            await self._release(requested, lease)
             raise not_found()
         self.leases.hold(lease.key, lease.token)
         stored_turns = min(conversation.turn_count, self.config.store.max_turns)

@@ -15,7 +15,7 @@ import pytest
 
 from chatspark.redis_layout import Layout
 from tests.fake_openai import error, reply, silent_stream, slow
-from tests.test_chat_stream import events, read_stream
+from tests.test_chat_stream import events
 
 AGENTS = "/api/v1/agents"
 
