@@ -6,13 +6,13 @@ Backends know neither HTTP nor the store: they turn a `ModelCall` into text, who
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
 
 class Message(msgspec.Struct, frozen=True):
-    role: str  # "system" | "user" | "assistant"
+    role: Literal["system", "user", "assistant"]
     content: str
 
 
@@ -50,21 +50,23 @@ class ModelCall(msgspec.Struct, frozen=True, kw_only=True):
     no_answer: str = ""
 
 
-class Usage(msgspec.Struct, frozen=True):
+class TokenUsage(msgspec.Struct, frozen=True, rename="camel"):
+    """Tokens of one call; also what the API reports (`usage: {promptTokens, completionTokens}`)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
 
 class Completion(msgspec.Struct, frozen=True):
     text: str
-    usage: Usage
+    usage: TokenUsage
 
 
 class Delta(msgspec.Struct, frozen=True):
     """A piece of a streamed answer. The last item of a stream may carry usage and empty text."""
 
     text: str
-    usage: Usage | None = None
+    usage: TokenUsage | None = None
 
 
 class Backend(Protocol):
@@ -86,11 +88,11 @@ class BackendError(Exception):
             self.retryable = retryable
 
 
-class UpstreamError(BackendError):
+class ProviderError(BackendError):
     """The provider answered with an error (429, 5xx, 4xx) or the connection failed or dropped."""
 
 
-class UpstreamTimeout(BackendError):
+class ProviderTimeout(BackendError):
     """The provider did not answer within the model's timeout."""
 
 

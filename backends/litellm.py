@@ -37,9 +37,9 @@ from backends.base import (  # noqa: E402
     Delta,
     ModelCall,
     ModelSettings,
-    UpstreamError,
-    UpstreamTimeout,
-    Usage,
+    ProviderError,
+    ProviderTimeout,
+    TokenUsage,
 )
 from backends.retry import complete_with_retries, stream_with_retries  # noqa: E402
 
@@ -106,7 +106,7 @@ def _request(call: ModelCall) -> dict[str, Any]:
     key_env = call.model.api_key_env or "OPENAI_API_KEY"
     api_key = os.environ.get(key_env)
     if not api_key:
-        raise UpstreamError(f"no API key configured for model {call.model.name}: set {key_env}", retryable=False)
+        raise ProviderError(f"no API key configured for model {call.model.name}: set {key_env}", retryable=False)
     api_base = call.model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
     return {
         "model": call.model.provider_model,
@@ -124,13 +124,13 @@ def _stream_request(call: ModelCall) -> dict[str, Any]:
     return {**_request(call), "stream": True, "stream_options": {"include_usage": True}}
 
 
-def _usage(usage: Any, call: ModelCall, text: str) -> Usage:
+def _usage(usage: Any, call: ModelCall, text: str) -> TokenUsage:
     prompt = getattr(usage, "prompt_tokens", None)
     completion = getattr(usage, "completion_tokens", None)
     if prompt is None or completion is None:  # the provider reported none: estimate, ~4 bytes a token
         prompt = sum(math.ceil(len(m.content.encode()) / 4) for m in call.messages)
         completion = math.ceil(len(text.encode()) / 4)
-    return Usage(int(prompt), int(completion))
+    return TokenUsage(int(prompt), int(completion))
 
 
 async def _stream_once(kwargs: dict[str, Any], call: ModelCall) -> AsyncGenerator[Delta, None]:
@@ -140,7 +140,7 @@ async def _stream_once(kwargs: dict[str, Any], call: ModelCall) -> AsyncGenerato
     try:
         response = await litellm.acompletion(**kwargs)
         parts: list[str] = []
-        usage: Usage | None = None
+        usage: TokenUsage | None = None
         async for chunk in response:
             if getattr(chunk, "usage", None) is not None:
                 usage = _usage(chunk.usage, call, "")
@@ -182,18 +182,18 @@ def _map_error(exc: Exception, model: ModelSettings, *, mid_stream: bool = False
     only: provider error texts can quote the prompt or a masked key."""
     name = model.name
     if isinstance(exc, _EmptyStream):
-        return UpstreamError(f"model {name}: the provider's stream carried no answer (not an event stream?)")
+        return ProviderError(f"model {name}: the provider's stream carried no answer (not an event stream?)")
     chain = _causes(exc)
     if any(isinstance(e, Timeout | httpx.TimeoutException) for e in chain):
-        return UpstreamTimeout(f"model {name}: the provider did not answer within {model.timeout_seconds:g} s")
+        return ProviderTimeout(f"model {name}: the provider did not answer within {model.timeout_seconds:g} s")
     if isinstance(exc, ContextWindowExceededError):
         return ContextTooLong(f"model {name}: the prompt is longer than the provider's context window")
     if any(isinstance(e, ConnectionRefusedError | socket.gaierror | httpx.ConnectError) for e in chain):
-        return UpstreamError(f"model {name}: could not reach the provider (connection failed)")
+        return ProviderError(f"model {name}: could not reach the provider (connection failed)")
     if mid_stream or isinstance(exc, MidStreamFallbackError):
-        return UpstreamError(f"model {name}: the provider's stream broke off")
+        return ProviderError(f"model {name}: the provider's stream broke off")
     status = getattr(exc, "status_code", None)
     if isinstance(exc, APIConnectionError) or not isinstance(status, int):
-        return UpstreamError(f"model {name}: provider request failed ({type(exc).__name__})")
+        return ProviderError(f"model {name}: provider request failed ({type(exc).__name__})")
     retryable = status in (408, 409, 429) or status >= 500  # what the OpenAI SDK itself would retry
-    return UpstreamError(f"model {name}: the provider answered HTTP {status} ({type(exc).__name__})", retryable=retryable)
+    return ProviderError(f"model {name}: the provider answered HTTP {status} ({type(exc).__name__})", retryable=retryable)

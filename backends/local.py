@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 
 import anyio
 
-from backends.base import Completion, Delta, FaqEntry, Message, ModelCall, Usage
+from backends.base import Completion, Delta, FaqEntry, Message, ModelCall, TokenUsage
 
 DEFAULT_NO_ANSWER = "Sorry, I don't know the answer to that."
 # Cosine similarity below this is "not the same question": unrelated questions score 0 here, and
@@ -120,8 +120,8 @@ def answer(call: ModelCall) -> str:
     return entry.answer if entry is not None and score >= THRESHOLD else no_answer
 
 
-def _usage(messages: tuple[Message, ...], text: str) -> Usage:
-    return Usage(sum(estimate_tokens(m.content) for m in messages), estimate_tokens(text))
+def _usage(messages: tuple[Message, ...], text: str) -> TokenUsage:
+    return TokenUsage(sum(estimate_tokens(m.content) for m in messages), estimate_tokens(text))
 
 
 class LocalBackend:

@@ -27,9 +27,9 @@ from backends.base import (
     Delta,
     ModelCall,
     ModelSettings,
-    UpstreamError,
-    UpstreamTimeout,
-    Usage,
+    ProviderError,
+    ProviderTimeout,
+    TokenUsage,
 )
 from backends.retry import complete_with_retries, stream_with_retries
 
@@ -162,7 +162,7 @@ class OpenAIBackend:
             if response.status != 200:
                 raise _status_error(model, response.status, await _read_error_body(response))
             if response.content_type != "text/event-stream":
-                raise UpstreamError(f"model {model.name}: the provider answered a stream request without an event stream")
+                raise ProviderError(f"model {model.name}: the provider answered a stream request without an event stream")
             content = response.content
             usage: _Usage | None = None
             data: list[bytes] = []  # the `data:` lines of the event being read
@@ -197,7 +197,7 @@ class OpenAIBackend:
                     # other lines (`event:`, `id:`, `: keep-alive` comments) carry nothing we use
             if not done and usage is None:  # the usage chunk is the last one before [DONE]
                 what = "broke off" if parts else "carried no answer (not an event stream?)"
-                raise UpstreamError(f"model {model.name}: the provider's stream {what}")
+                raise ProviderError(f"model {model.name}: the provider's stream {what}")
             finished = True
             yield Delta("", _usage(usage, call, "".join(parts)))
         except BackendError:
@@ -224,7 +224,7 @@ def _request(call: ModelCall, *, stream: bool) -> _Request:
     key_env = model.api_key_env or "OPENAI_API_KEY"
     api_key = os.environ.get(key_env)
     if not api_key:
-        raise UpstreamError(f"no API key configured for model {model.name}: set {key_env}", retryable=False)
+        raise ProviderError(f"no API key configured for model {model.name}: set {key_env}", retryable=False)
     api_base = (
         model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or DEFAULT_API_BASE
     )
@@ -267,12 +267,12 @@ async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
     return body
 
 
-def _usage(usage: _Usage | None, call: ModelCall, text: str) -> Usage:
+def _usage(usage: _Usage | None, call: ModelCall, text: str) -> TokenUsage:
     if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
         # The provider reported none: estimate, ~4 bytes a token (as backends.litellm does).
         prompt = sum(math.ceil(len(m.content.encode()) / 4) for m in call.messages)
-        return Usage(prompt, math.ceil(len(text.encode()) / 4))
-    return Usage(usage.prompt_tokens, usage.completion_tokens)
+        return TokenUsage(prompt, math.ceil(len(text.encode()) / 4))
+    return TokenUsage(usage.prompt_tokens, usage.completion_tokens)
 
 
 def _status_error(model: ModelSettings, status: int, body: bytes) -> BackendError:
@@ -284,7 +284,7 @@ def _status_error(model: ModelSettings, status: int, body: bytes) -> BackendErro
     if 400 <= status < 500 and _says_context_too_long(detail):
         return ContextTooLong(f"model {model.name}: the prompt is longer than the provider's context window")
     retryable = status in (408, 409, 429) or status >= 500  # what the OpenAI SDK itself would retry
-    return UpstreamError(
+    return ProviderError(
         f"model {model.name}: the provider answered HTTP {status}{_kind(detail)}", retryable=retryable
     )
 
@@ -294,9 +294,9 @@ def _answer_error(model: ModelSettings, detail: _ProviderError | str | None, *, 
     if _says_context_too_long(detail):
         return ContextTooLong(f"model {model.name}: the prompt is longer than the provider's context window")
     if detail is None:
-        return UpstreamError(f"model {model.name}: the provider's answer carried no choices")
+        return ProviderError(f"model {model.name}: the provider's answer carried no choices")
     where = "in the middle of its stream" if mid_stream else "in its answer"
-    return UpstreamError(f"model {model.name}: the provider reported an error {where}{_kind(detail)}")
+    return ProviderError(f"model {model.name}: the provider reported an error {where}{_kind(detail)}")
 
 
 def _says_context_too_long(detail: _ProviderError | str | None) -> bool:
@@ -316,13 +316,13 @@ def _map_error(exc: Exception, model: ModelSettings, *, mid_stream: bool = False
     """An aiohttp/msgspec failure as our error, naming the model and the kind of failure only."""
     name = model.name
     if isinstance(exc, TimeoutError):  # aiohttp's connect/read timeouts, and the total one
-        return UpstreamTimeout(f"model {name}: the provider did not answer within {model.timeout_seconds:g} s")
+        return ProviderTimeout(f"model {name}: the provider did not answer within {model.timeout_seconds:g} s")
     if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, DNS
-        return UpstreamError(f"model {name}: could not reach the provider (connection failed)")
+        return ProviderError(f"model {name}: could not reach the provider (connection failed)")
     if isinstance(exc, aiohttp.InvalidURL):
-        return UpstreamError(f"model {name}: the provider URL is not valid", retryable=False)
+        return ProviderError(f"model {name}: the provider URL is not valid", retryable=False)
     if isinstance(exc, msgspec.DecodeError | UnicodeDecodeError | RecursionError):
-        return UpstreamError(f"model {name}: the provider's answer was not readable")
+        return ProviderError(f"model {name}: the provider's answer was not readable")
     if mid_stream or isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return UpstreamError(f"model {name}: the provider's connection broke off")
-    return UpstreamError(f"model {name}: provider request failed ({type(exc).__name__})")
+        return ProviderError(f"model {name}: the provider's connection broke off")
+    return ProviderError(f"model {name}: provider request failed ({type(exc).__name__})")

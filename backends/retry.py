@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import anyio
 
-from backends.base import BackendError, Delta, ModelSettings, UpstreamTimeout
+from backends.base import BackendError, Delta, ModelSettings, ProviderTimeout
 
 log = logging.getLogger("chatspark.backends.retry")
 
@@ -23,7 +23,7 @@ def pause_before_retry(model: ModelSettings, attempt: int, slept: float, error: 
     """The pause before attempt `attempt + 1` (counted from 0) after `error`, or None when `error` is
     final: not retryable, a timeout, the configured retries used up, or the backoff budget spent."""
     # A timeout already cost the model's whole timeout: hand over to a fallback model instead.
-    if not error.retryable or isinstance(error, UpstreamTimeout) or attempt >= model.retries:
+    if not error.retryable or isinstance(error, ProviderTimeout) or attempt >= model.retries:
         return None
     pause = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
     return pause if slept + pause <= MAX_BACKOFF_TOTAL else None

@@ -12,7 +12,8 @@ import msgspec
 
 from backends.base import ModelSettings
 from chatspark import errors
-from chatspark.agent_store import AgentStore, Created, IdempotencyMismatch
+from chatspark.store.agents import AgentStore, Created
+from chatspark.store.errors import IdempotencyMismatch, StoreUnavailable
 from chatspark.agents import Agent, AgentChanges, apply
 from chatspark.clock import now_ms
 
@@ -39,7 +40,7 @@ class AgentRegistry:
             return 0
         try:
             seeded = await self.store.seed(self._unseeded, now_ms())
-        except errors.ServiceUnavailable:
+        except StoreUnavailable:
             log.error("could not seed the configured agents yet: the store is unreachable")
             return 0
         self._unseeded = []

@@ -25,7 +25,8 @@ from chatspark.errors import (
     ScopeInsufficient,
 )
 from chatspark.config import LimitsConfig
-from chatspark.store import ApiKeyRecord, RateState, Store
+from chatspark.store import Store
+from chatspark.store.keys import ApiKeyRecord, KeyMode, RateState
 
 SCOPES = ("chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback")
 PREFIXES = {"live": "cs_live_", "test": "cs_test_"}
@@ -40,7 +41,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Who is calling: the checked key's id, mode, scopes and the agents it may use (None: all)."""
 
     key_id: str
-    mode: str
+    mode: KeyMode
     scopes: frozenset[str]
     agents: frozenset[int] | None
     key_hash: str = ""
@@ -68,7 +69,7 @@ def hash_key(plain: str) -> str:
 
 
 def mint_key(
-    mode: str,
+    mode: KeyMode,
     *,
     scopes: list[str] | None = None,
     agents: list[int] | None = None,
@@ -117,7 +118,7 @@ async def authenticate(store: Store, authorization: str | None, limits: LimitsCo
     if not token.startswith(tuple(PREFIXES.values())) or len(token) > 128:
         raise ApiKeyInvalid()
     presented = hash_key(token)
-    record, rate = await store.authenticate(presented, window_ms=RATE_WINDOW_MS, default_limit=limits.rate_per_minute)
+    record, rate = await store.keys.authenticate(presented, window_ms=RATE_WINDOW_MS, default_limit=limits.rate_per_minute)
     if record is None or not hmac.compare_digest(record.hash, presented):
         raise ApiKeyInvalid()
     if record.revoked is not None:

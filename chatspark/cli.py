@@ -14,7 +14,9 @@ from chatspark import logs
 from chatspark.apikeys import SCOPES, mint_key
 from chatspark.clock import iso, now_ms
 from chatspark.config import Config, ConfigError, load_config
-from chatspark.store import ApiKeyRecord, Store, StoreUnavailable, open_store
+from chatspark.store import Store, open_store
+from chatspark.store.errors import StoreUnavailable
+from chatspark.store.keys import ApiKeyRecord
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +100,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.dev and server.workers > 1:
         print("chatspark: --dev runs one worker (the embedded store lives in one process)", file=sys.stderr)
     if args.dev or server.workers == 1:
-        app = create_app(config, allow_embedded=args.dev, dev_key=args.dev)
+        app = create_app(config, fall_back_to_memory=args.dev, dev_key=args.dev)
         uvicorn.run(app, **options)
     else:
         # Each worker is a fresh (spawned) process building the app from the same configuration.
@@ -117,7 +119,7 @@ def _keys_create(args: argparse.Namespace, config: Config) -> int:
     plain, record = mint_key(
         args.mode, scopes=scopes, agents=agents, expires_ms=expires, name=args.name, rate_limit=rate, monthly_cap=cap
     )
-    _with_store(config, lambda store: store.put_api_key(record))
+    _with_store(config, lambda store: store.keys.put(record))
     print(f"id: {record.id}  mode: {record.mode}  scopes: {' '.join(record.scopes)}")
     print(f"agents: {'all' if record.agents is None else ','.join(map(str, record.agents))}  "
           f"expires: {iso(expires) if expires else 'never'}")
@@ -128,7 +130,7 @@ def _keys_create(args: argparse.Namespace, config: Config) -> int:
 
 
 def _keys_list(args: argparse.Namespace, config: Config) -> int:
-    records = _with_store(config, lambda store: store.list_api_keys())
+    records = _with_store(config, lambda store: store.keys.list())
     if not records:
         print("no keys")
     for r in records:
@@ -160,17 +162,26 @@ def _cap(record: ApiKeyRecord, config: Config) -> str:
 
 
 def _keys_revoke(args: argparse.Namespace, config: Config) -> int:
-    record = _with_store(config, lambda store: store.revoke_api_key(args.key_id, now_ms()))
-    if record is None:
+    async def revoke(store: Store) -> str:
+        record = await store.keys.find(args.key_id)
+        if record is None:
+            return "missing"
+        if record.revoked is not None:
+            return "already revoked"
+        await store.keys.revoke(record, now_ms())
+        return "revoked"
+
+    outcome = _with_store(config, revoke)
+    if outcome == "missing":
         print(f"chatspark: no key with id {args.key_id}", file=sys.stderr)
         return 1
-    print(f"revoked {record.id}")
+    print(f"{outcome} {args.key_id}")
     return 0
 
 
 def _with_store(config: Config, action):  # type: ignore[no-untyped-def]
     async def run():  # type: ignore[no-untyped-def]
-        store: Store = await open_store(config.store, allow_embedded=False)
+        store: Store = await open_store(config.store)
         try:
             return await action(store)
         finally:

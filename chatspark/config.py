@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from backends.base import ModelSettings
 from chatspark.agents import Agent
+from chatspark.store.config import StoreConfig
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -32,26 +33,6 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # After SIGTERM: new requests get 503 while running ones get up to this long to finish.
     drain_seconds: Annotated[float, Meta(ge=0)] = 30.0
     log_level: str = "info"
-
-
-class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    # redis://, rediss:// or unix://; `cluster = true` for a Redis Cluster.
-    url: str = "redis://127.0.0.1:6379/0"
-    cluster: bool = False
-    prefix: str = "cs"
-    connect_timeout_seconds: Seconds = 1.0
-    command_timeout_seconds: Seconds = 2.0
-    # Connections per process; beyond them a command waits (up to the command timeout) for one.
-    max_connections: PositiveInt = 512
-    # A turn write is idempotent (keyed by its message id), so it is safe to send again.
-    write_attempts: PositiveInt = 3
-    # Stored turns per conversation; the oldest are dropped beyond this.
-    max_turns: PositiveInt = 1_000
-    # One turn at a time per conversation: the running turn holds a lease, renewed every third of
-    # this while it runs; a crashed replica's lease lapses after at most this long.
-    lease_seconds: Seconds = 30.0
-    # How long a chat turn sent with an Idempotency-Key can be replayed.
-    idempotency_seconds: PositiveInt = 24 * 3600
 
 
 class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -82,12 +63,6 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agents: list[Agent] = []
     default_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
     source: str = ""  # where it was loaded from, for the start-up banner
-
-    def agent(self, agent_id: int) -> Agent | None:
-        for agent in self.agents:
-            if agent.id == agent_id:
-                return agent
-        return None
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,8 @@ from chatspark.schemas import (
     MessageRow,
     MessagesPage,
 )
-from chatspark.store import RateOutcome, Store, TurnPage
+from chatspark.store import Store
+from chatspark.store.conversations import RateOutcome, TurnPage
 
 # Conversation ids we mint are 32 url-safe characters (192 random bits); anything else is unknown.
 CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
@@ -40,7 +41,7 @@ class Conversations:
         if page.cursor is not None:
             position = await self.cursors.decode(page.cursor, name)
             after = (position.score, position.id)
-        rows = await self.store.list_conversations(agent_id, after, page.limit + 1)
+        rows = await self.store.conversation_index.list(agent_id, after, page.limit + 1)
         more, rows = len(rows) > page.limit, rows[: page.limit]
         next_cursor = None
         if more:
@@ -109,7 +110,7 @@ class Conversations:
         return MessagesPage(messages=[row for _, row in page_rows], next_cursor=next_cursor)
 
     async def delete(self, agent_id: int, cid: str) -> None:
-        if not CONVERSATION_ID.match(cid) or not await self.store.delete_conversation(cid, agent_id):
+        if not CONVERSATION_ID.match(cid) or not await self.store.conversations.delete(cid, agent_id):
             raise not_found()
 
     async def rate(self, agent_id: int, cid: str, message_id: str, rating: str | None) -> FeedbackResponse:
@@ -117,7 +118,7 @@ class Conversations:
             raise not_found()
         if not _MESSAGE_ID.match(message_id):
             raise errors.ResourceNotFound("No such message in this conversation.")
-        outcome = await self.store.rate_message(cid, agent_id, message_id, rating)
+        outcome = await self.store.conversations.rate(cid, agent_id, message_id, rating)
         if outcome == RateOutcome.NO_CONVERSATION:
             raise not_found()
         if outcome == RateOutcome.NO_MESSAGE:
@@ -129,7 +130,7 @@ class Conversations:
     async def _read(self, agent_id: int, cid: str, first: int = 0, count: int = -1) -> TurnPage:
         turns = None
         if CONVERSATION_ID.match(cid):
-            turns = await self.store.read_turns(cid, agent_id, first, count)
+            turns = await self.store.conversations.read_turns(cid, agent_id, first, count)
         if turns is None:
             raise not_found()
         return turns

@@ -13,22 +13,24 @@ import secrets
 from datetime import UTC, datetime
 
 import anyio
+import msgspec
 
 from chatspark import errors
 from chatspark.apikeys import Principal
 from chatspark.config import LimitsConfig
 from chatspark.store import Store
+from chatspark.store.errors import StoreUnavailable
 
 log = logging.getLogger("chatspark.credits")
 KEEP_USAGE_DAYS = 62  # a month's count outlives the month, for reporting
 
 
-class Hold:
-    def __init__(self, key_hash: str, month: str) -> None:
-        self.key_hash = key_hash
-        self.month = month
-        self.token = secrets.token_hex(12)
-        self.open = True
+class Hold(msgspec.Struct, frozen=True):
+    """One credit held by a running turn; `TurnResources` charges or releases it, once."""
+
+    key_hash: str
+    month: str  # "2026-11" (UTC)
+    token: str = msgspec.field(default_factory=lambda: secrets.token_hex(12))
 
 
 class Credits:
@@ -45,10 +47,10 @@ class Credits:
         now = datetime.now(UTC)
         hold = Hold(caller.key_hash, f"{now:%Y-%m}")
         try:
-            held = await self.store.hold_credit(
+            held = await self.store.credits.hold(
                 hold.key_hash, hold.month, caller.monthly_cap, hold.token, int(self.limits.hold_seconds * 1000)
             )
-        except errors.ServiceUnavailable:
+        except StoreUnavailable:
             self._count_error("hold a credit")
             if self.limits.on_store_error == "closed":
                 raise
@@ -59,25 +61,19 @@ class Credits:
             )
         return hold
 
-    async def charge(self, hold: Hold | None) -> None:
+    async def charge(self, hold: Hold) -> None:
         """The turn was stored: its credit is spent."""
-        if hold is None or not hold.open:
-            return
-        hold.open = False
         try:
-            await self.store.charge_credit(hold.key_hash, hold.month, hold.token, _usage_ttl(hold.month))
-        except errors.ServiceUnavailable:
+            await self.store.credits.charge(hold.key_hash, hold.month, hold.token, _usage_ttl(hold.month))
+        except StoreUnavailable:
             self._count_error("charge a stored turn")
 
-    async def release(self, hold: Hold | None) -> None:
-        """The turn did not complete: its credit goes back. Safe under cancellation and twice."""
-        if hold is None or not hold.open:
-            return
-        hold.open = False
+    async def release(self, hold: Hold) -> None:
+        """The turn did not complete: its credit goes back. Safe under cancellation."""
         with anyio.CancelScope(shield=True):
             try:
-                await self.store.release_credit(hold.key_hash, hold.month, hold.token)
-            except errors.ServiceUnavailable:
+                await self.store.credits.release(hold.key_hash, hold.month, hold.token)
+            except StoreUnavailable:
                 log.warning("could not release a credit; it lapses after %gs", self.limits.hold_seconds)
 
     def _count_error(self, what: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chatspark.api.errors import error_response
 from chatspark.errors import ServiceUnavailable
 
 log = logging.getLogger("chatspark")
@@ -35,7 +36,7 @@ class Drain:
             return
         if self.draining:
             error = ServiceUnavailable("This replica is shutting down; retry the request.", headers={"retry-after": "1"})
-            await error.response({"connection": "close"})(scope, receive, send)
+            await error_response(error, {"connection": "close"})(scope, receive, send)
             return
         self.in_flight += 1
         try:

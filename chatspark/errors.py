@@ -1,12 +1,18 @@
-"""The contract's error codes as exceptions, one class per code, and the one envelope they become."""
+"""The contract's error codes as exceptions, one class per code; the one body type they become
+(in a JSON envelope or an in-stream error event); and the one mapping from the store's and the
+backends' plain exceptions to them. Data only: no HTTP framework here (`api/http.py` answers)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgspec
-from starlette.responses import Response
+from msgspec import UNSET, UnsetType
+
+from backends.base import BackendError, ProviderTimeout
+from chatspark.store.errors import StoreUnavailable
+
 
 
 class ApiError(Exception):
@@ -19,31 +25,22 @@ class ApiError(Exception):
         self,
         message: str | None = None,
         *,
-        details: Mapping[str, Any] | None = None,
+        details: ErrorDetails | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.message = message or self.default_message
-        self.details = dict(details) if details else None
+        self.details = details
         self.headers = dict(headers) if headers else {}
         super().__init__(self.message)
 
-    def envelope(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.retryable:
-            body["retryable"] = True
-        if self.details:
-            body["details"] = self.details
-        return {"error": body}
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            code=self.code, message=self.message, retryable=self.retryable, details=self.details or UNSET
+        )
 
     def to_json(self) -> bytes:
-        return msgspec.json.encode(self.envelope())
-
-    def response(self, headers: Mapping[str, str] | None = None) -> Response:
-        """The envelope as an HTTP response: its status, the error's own headers and any `headers`."""
-        return Response(
-            self.to_json(), status_code=self.status, headers={**self.headers, **(headers or {})},
-            media_type="application/json",
-        )
+        """The envelope: `{"error": {...}}`."""
+        return _encoder.encode(ErrorEnvelope(error=self.body()))
 
 
 class ApiKeyMissing(ApiError):
@@ -92,7 +89,7 @@ class ValidationFailed(ApiError):
 
     @classmethod
     def field(cls, name: str, problem: str) -> ValidationFailed:
-        return cls(f"{name}: {problem}", details={"fields": {name: [problem]}})
+        return cls(f"{name}: {problem}", details=ErrorDetails(fields={name: [problem]}))
 
 
 class IdempotencyConflict(ApiError):
@@ -153,3 +150,58 @@ class StreamingError(ApiError):
 
 class InternalError(ApiError):
     pass
+
+
+# What `contract_error` knows; anything else is a bug (INTERNAL_ERROR).
+KNOWN_FAILURES: tuple[type[Exception], ...] = (ApiError, StoreUnavailable, BackendError)
+
+
+def contract_error(exc: BaseException) -> ApiError:
+    """What a client is told about any failure: the store's and the backends' plain exceptions
+    become their contract code; anything unknown is INTERNAL_ERROR."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, StoreUnavailable):
+        return ServiceUnavailable()
+    if isinstance(exc, ProviderTimeout):
+        return UpstreamTimeout(str(exc) or None)
+    if isinstance(exc, BackendError):
+        return UpstreamError(str(exc) or None) if exc.retryable else UpstreamFailedPermanently(str(exc) or None)
+    return InternalError()
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _error_classes() -> list[type[ApiError]]:
+    found, pending = [], [ApiError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+# Every contract code and its status, read from the classes above so the two cannot drift apart.
+ERROR_STATUS: dict[str, int] = {cls.code: cls.status for cls in _error_classes()}
+ErrorCode = Literal[tuple(sorted(ERROR_STATUS))]  # type: ignore[valid-type]
+
+
+class ErrorDetails(msgspec.Struct, kw_only=True):
+    fields: dict[str, list[str]] | UnsetType = UNSET  # VALIDATION_ERROR: each bad field, its problems
+    cause: ErrorCode | UnsetType = UNSET  # STREAMING_ERROR: the code the JSON endpoint would have answered
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """`error` in every error answer and in a stream's error event."""
+
+    code: ErrorCode
+    message: str
+    retryable: bool  # always present: true on errors a client may retry as they are
+    details: ErrorDetails | UnsetType = UNSET
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """Every error answer, whatever its status."""
+
+    error: ErrorBody

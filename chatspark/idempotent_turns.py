@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Literal
 
 import anyio
 import msgspec
@@ -21,11 +22,13 @@ from anyio.abc import TaskGroup
 
 from chatspark import errors
 from chatspark.apikeys import Principal
-from chatspark.chat import Chat, PreparedTurn
-from chatspark.chat_events import failure, frame, turn_frames
 from chatspark.leases import LeaseKeeper
 from chatspark.schemas import ChatRequest
-from chatspark.turn_journal import JournalEntry, TurnJournal
+from chatspark.store.errors import StoreUnavailable
+from chatspark.store.journal import JournalEntry, TurnJournal
+from chatspark.store.leases import Lease
+from chatspark.turn import PreparedTurn, Turns
+from chatspark.turn_events import failure, frame, turn_frames
 
 log = logging.getLogger("chatspark.idempotency")
 _encoder = msgspec.json.Encoder()
@@ -37,13 +40,13 @@ FOLLOW_BLOCK_MS = 1000
 
 class Claim(msgspec.Struct, frozen=True):
     digest: str
-    token: str
-    state: str  # 'new', 'running' or 'done'
+    lease: Lease  # held when `state` is 'new': this request runs the turn
+    state: Literal["new", "running", "done"]
 
 
 class IdempotentTurns:
-    def __init__(self, chat: Chat, journal: TurnJournal, leases: LeaseKeeper, tasks: TaskGroup) -> None:
-        self.chat = chat
+    def __init__(self, turns: Turns, journal: TurnJournal, leases: LeaseKeeper, tasks: TaskGroup) -> None:
+        self.turns = turns
         self.journal = journal
         self.leases = leases
         self.tasks = tasks
@@ -60,19 +63,18 @@ class IdempotentTurns:
         # Scoped per API key: two clients choosing the same key never collide.
         digest = hashlib.sha256(f"{caller.key_id}\0{key}".encode()).hexdigest()
         body = hashlib.sha256(_encoder.encode([agent_id, request])).hexdigest()
-        token = secrets.token_hex(12)
-        state = await self.journal.claim(digest, body, token)
+        state, lease = await self.journal.claim(digest, body)
         if state == "conflict":
             raise errors.IdempotencyConflict()
         if state == "new":
-            self.leases.hold(self.journal.lease_key(digest), token)
-        return Claim(digest, token, state)
+            self.leases.hold(lease)
+        return Claim(digest, lease, state)
 
     async def abandon(self, claim: Claim) -> None:
         """The claimed turn failed before it started (its error is answered as plain JSON)."""
-        self.leases.drop(self.journal.lease_key(claim.digest), claim.token)
+        self.leases.drop(claim.lease)
         with anyio.CancelScope(shield=True):
-            await self.journal.forget(claim.digest, claim.token)
+            await self.journal.forget(claim.lease)
 
     def run(self, claim: Claim, turn: PreparedTurn, *, stream: bool) -> None:
         self._running += 1
@@ -82,29 +84,33 @@ class IdempotentTurns:
     async def _run(self, claim: Claim, turn: PreparedTurn, stream: bool) -> None:
         try:
             if stream:
-                async for f in turn_frames(self.chat, turn):
-                    if not await self.journal.publish(claim.digest, claim.token, f.id, f.data, f.status):
-                        log.warning("an idempotent turn was taken over by another runner")
-                        return
+                async with aclosing(turn_frames(self.turns, turn)) as frames:  # type: ignore[type-var]
+                    async for f in frames:
+                        if not await self.journal.publish(claim.lease, f.id, f.data, f.status):
+                            log.warning("an idempotent turn was taken over by another runner")
+                            return
             else:
                 status, body = await self._complete(turn)
-                await self.journal.publish(claim.digest, claim.token, 1, body, status)
-        except errors.ServiceUnavailable:
+                await self.journal.publish(claim.lease, 1, body, status)
+        except StoreUnavailable:
             log.error("could not record an idempotent turn: the store is unreachable")
         except Exception:
             log.exception("an idempotent turn failed")
         finally:
-            await self.chat.settle(turn)
-            self.leases.drop(self.journal.lease_key(claim.digest), claim.token)
+            await turn.resources.release()
+            self.leases.drop(claim.lease)
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
 
     async def _complete(self, turn: PreparedTurn) -> tuple[int, bytes]:
         try:
-            return 200, _encoder.encode(await self.chat.complete(turn))
-        except errors.ApiError as exc:
-            return exc.status, exc.to_json()
+            return 200, _encoder.encode(await self.turns.complete(turn))
+        except Exception as exc:  # answered as its error, like a direct request
+            error = errors.contract_error(exc)
+            if error is not exc and isinstance(error, errors.InternalError):
+                raise
+            return error.status, error.to_json()
 
     async def frames(self, claim: Claim, after_event: int = 0) -> AsyncIterator[bytes]:
         """The turn's SSE frames from the journal, live or replayed; `after_event` resumes after a
@@ -118,10 +124,10 @@ class IdempotentTurns:
                 if entry.event_id > after_event:
                     last = entry.event_id
                     yield entry.frame
-        except (RunnerLost, errors.ServiceUnavailable) as exc:
+        except (RunnerLost, StoreUnavailable) as exc:
             if not terminal:
                 last += 1
-                yield frame(last, failure("", exc.error if isinstance(exc, RunnerLost) else exc))
+                yield frame(last, failure("", exc.error if isinstance(exc, RunnerLost) else errors.contract_error(exc)))
             yield frame(last + 1, b"[DONE]")
 
     async def result(self, claim: Claim) -> tuple[int, bytes]:

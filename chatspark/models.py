@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import msgspec
 
 from backends import load_backend
 from backends.base import Backend, BackendError, Completion, Delta, ModelCall, ModelSettings
@@ -38,11 +40,12 @@ class ModelRouter:
         names = [name, *self.models[name].fallbacks]
         return [self.models[n] for n in dict.fromkeys(names)]
 
-    async def complete(self, name: str, **call: Any) -> tuple[Completion, ModelSettings]:
-        chain = self.chain(name)
+    async def complete(self, call: ModelCall) -> tuple[Completion, ModelSettings]:
+        """The first answer along `call.model`'s chain, and the model that gave it."""
+        chain = self.chain(call.model.name)
         for position, model in enumerate(chain):
             try:
-                completion = await self.backends[model.backend].complete(ModelCall(model=model, **call))
+                completion = await self.backends[model.backend].complete(msgspec.structs.replace(call, model=model))
                 return completion, model
             except BackendError as exc:
                 if not exc.retryable or position == len(chain) - 1:
@@ -50,8 +53,8 @@ class ModelRouter:
                 log.warning("model %s failed (%s); falling back to %s", model.name, exc, chain[position + 1].name)
         raise AssertionError("unreachable: the chain is never empty")
 
-    def stream(self, name: str, **call: Any) -> FallbackStream:
-        return FallbackStream(self, self.chain(name), call)
+    def stream(self, call: ModelCall) -> FallbackStream:
+        return FallbackStream(self, self.chain(call.model.name), call)
 
 
 class FallbackStream:
@@ -59,34 +62,28 @@ class FallbackStream:
 
     A model that fails retryably before its first delta hands over to the next one; once text has
     gone out, a failure is final (the client has seen part of one model's answer). `model` is the
-    model that answered. Close it (`aclose`) to close the upstream connection early.
+    model that answered. Close `deltas()` (`aclosing`) to close the upstream connection early.
     """
 
-    def __init__(self, router: ModelRouter, chain: list[ModelSettings], call: dict[str, Any]) -> None:
+    def __init__(self, router: ModelRouter, chain: list[ModelSettings], call: ModelCall) -> None:
         self.model: ModelSettings = chain[0]
-        self._deltas = self._run(router, chain, call)
+        self._router = router
+        self._chain = chain
+        self._call = call
 
-    def __aiter__(self) -> AsyncIterator[Delta]:
-        return self._deltas
-
-    async def aclose(self) -> None:
-        await self._deltas.aclose()
-
-    async def _run(
-        self, router: ModelRouter, chain: list[ModelSettings], call: dict[str, Any]
-    ) -> AsyncGenerator[Delta, None]:
+    async def deltas(self) -> AsyncGenerator[Delta, None]:
+        chain = self._chain
         for position, model in enumerate(chain):
             self.model = model
             started = False
-            deltas = router.backends[model.backend].stream(ModelCall(model=model, **call))
+            stream = self._router.backends[model.backend].stream(msgspec.structs.replace(self._call, model=model))
             try:
-                async for delta in deltas:
-                    started = True
-                    yield delta
+                async with aclosing(stream) as deltas:  # type: ignore[type-var]
+                    async for delta in deltas:
+                        started = True
+                        yield delta
                 return
             except BackendError as exc:
                 if started or not exc.retryable or position == len(chain) - 1:
                     raise
                 log.warning("model %s failed (%s); falling back to %s", model.name, exc, chain[position + 1].name)
-            finally:
-                await deltas.aclose()  # type: ignore[attr-defined]

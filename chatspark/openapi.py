@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
-from msgspec import UNSET, UnsetType
 
 from chatspark import errors
+from chatspark.errors import ERROR_STATUS, ErrorEnvelope
 from chatspark.agents import AgentChanges
 from chatspark.schemas import (
     AgentEnvelope,
@@ -28,38 +28,6 @@ from chatspark.schemas import (
 )
 
 REF = "#/components/schemas/{name}"
-
-
-def _error_classes() -> list[type[errors.ApiError]]:
-    found, pending = [], [errors.ApiError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
-
-
-# Every contract code and its status, read from errors.py so the two cannot drift apart.
-ERROR_STATUS: dict[str, int] = {cls.code: cls.status for cls in _error_classes()}
-ErrorCode = Literal[tuple(sorted(ERROR_STATUS))]  # type: ignore[valid-type]
-
-
-class ErrorDetails(msgspec.Struct, kw_only=True):
-    fields: dict[str, list[str]] | UnsetType = UNSET  # VALIDATION_ERROR: each bad field, its problems
-    cause: ErrorCode | UnsetType = UNSET  # STREAMING_ERROR: the code the JSON endpoint would have answered
-
-
-class ErrorBody(msgspec.Struct, kw_only=True):
-    code: ErrorCode
-    message: str
-    retryable: bool | UnsetType = UNSET  # present (true) only on errors a client may retry
-    details: ErrorDetails | UnsetType = UNSET
-
-
-class ErrorEnvelope(msgspec.Struct):
-    """Every error answer, whatever its status."""
-
-    error: ErrorBody
 
 
 # Errors every authenticated operation can answer.
@@ -307,8 +275,6 @@ def document(max_message_chars: int = 32_000) -> dict[str, Any]:
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)
-    # StreamFailure holds its error as a plain dict (built from the envelope); it is an ErrorBody.
-    components["StreamFailure"]["properties"]["error"] = {"$ref": REF.format(name="ErrorBody")}
     refs = dict(zip(types, schemas))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:

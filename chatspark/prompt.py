@@ -10,7 +10,7 @@ import msgspec
 
 from backends.base import Message, ModelSettings
 from chatspark.errors import ValidationFailed
-from chatspark.store import StoredTurn
+from chatspark.store.conversations import StoredTurn
 
 # Per-message framing (role, separators) and the reply priming, as OpenAI documents them; rounded up.
 MESSAGE_OVERHEAD = 4

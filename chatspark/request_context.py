@@ -10,6 +10,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatspark import logs
+from chatspark.api.errors import error_response
 from chatspark.errors import InternalError
 
 log = logging.getLogger("chatspark.access")
@@ -58,7 +59,7 @@ class RequestContext:
         except Exception:
             log.exception("unhandled error")
             if not status:
-                await InternalError().response()(scope, receive, send_with_id)
+                await error_response(InternalError())(scope, receive, send_with_id)
         finally:
             log.info(
                 "%s %s %s %.1fms",

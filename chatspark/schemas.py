@@ -8,27 +8,31 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
+from backends.base import TokenUsage
 from chatspark.agents import AgentDetail, AgentSummary
-from chatspark.errors import ValidationFailed
+from chatspark.errors import ErrorBody, ValidationFailed
 
 T = TypeVar("T")
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 
 
-class ChatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+class Wire(msgspec.Struct, kw_only=True, rename="camel"):
+    """The base of every body the API sends or takes: keyword-only, camelCase on the wire."""
+
+
+class Request(Wire, forbid_unknown_fields=True):
+    """A body a client sends: an unknown field is an error, not silently dropped."""
+
+
+class ChatRequest(Request):
     message: str
     conversation_id: str | None = None
     stream: bool = False
     temperature: Temperature | None = None
 
 
-class Usage(msgspec.Struct, rename="camel"):
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class ContextReport(msgspec.Struct, rename="camel"):
+class ContextReport(Wire):
     """What of the conversation the model saw: turns sent, turns left out by the budget, their tokens."""
 
     turns_included: int
@@ -36,40 +40,43 @@ class ContextReport(msgspec.Struct, rename="camel"):
     history_tokens: int
 
 
-class ChatResponse(msgspec.Struct, kw_only=True, rename="camel"):
+class ChatResponse(Wire):
     text: str
     conversation_id: str
     model: str
     message_id: str
     reply: str
-    usage: Usage
+    usage: TokenUsage
     expires_at: str
     context: ContextReport
 
 
-class StreamDelta(msgspec.Struct, kw_only=True, rename="camel"):
+class StreamDelta(Wire):
     delta: str
     conversation_id: str
 
 
-class StreamDone(msgspec.Struct, kw_only=True, rename="camel"):
+class StreamDone(Wire):
     delta: str
     conversation_id: str
     done: bool
     message_id: str
     model: str
-    usage: Usage
+    usage: TokenUsage
     expires_at: str
     context: ContextReport
 
 
-class StreamFailure(msgspec.Struct, kw_only=True, rename="camel"):
+class StreamFailure(Wire):
     delta: str
     conversation_id: str
-    error: dict[str, object]
+    error: ErrorBody
 
 
-class Health(msgspec.Struct, kw_only=True):
+StreamEvent = StreamDelta | StreamDone | StreamFailure
+
+
+class Health(Wire):
     status: str
     version: str
     timestamp: str
@@ -80,16 +87,16 @@ class Health(msgspec.Struct, kw_only=True):
 Rating = Literal["positive", "negative"]
 
 
-class AgentsPage(msgspec.Struct, kw_only=True, rename="camel"):
+class AgentsPage(Wire):
     agents: list[AgentSummary]
     next_cursor: str | None
 
 
-class AgentEnvelope(msgspec.Struct, kw_only=True):
+class AgentEnvelope(Wire):
     agent: AgentDetail
 
 
-class ConversationRow(msgspec.Struct, kw_only=True, rename="camel"):
+class ConversationRow(Wire):
     id: str
     message_count: int
     last_message_at: str
@@ -97,12 +104,12 @@ class ConversationRow(msgspec.Struct, kw_only=True, rename="camel"):
     expires_at: str
 
 
-class ConversationsPage(msgspec.Struct, kw_only=True, rename="camel"):
+class ConversationsPage(Wire):
     conversations: list[ConversationRow]
     next_cursor: str | None
 
 
-class Exchange(msgspec.Struct, kw_only=True, rename="camel"):
+class Exchange(Wire):
     query: str
     response: str
     created_at: str
@@ -111,18 +118,18 @@ class Exchange(msgspec.Struct, kw_only=True, rename="camel"):
     rating: Rating | None
 
 
-class ConversationDetail(msgspec.Struct, kw_only=True, rename="camel"):
+class ConversationDetail(Wire):
     id: str
     created_at: str
     expires_at: str
     messages: list[Exchange]
 
 
-class ConversationEnvelope(msgspec.Struct, kw_only=True):
+class ConversationEnvelope(Wire):
     conversation: ConversationDetail
 
 
-class MessageRow(msgspec.Struct, kw_only=True, rename="camel"):
+class MessageRow(Wire):
     id: str
     role: Literal["user", "assistant"]
     content: str
@@ -131,16 +138,16 @@ class MessageRow(msgspec.Struct, kw_only=True, rename="camel"):
     rating: Rating | None
 
 
-class MessagesPage(msgspec.Struct, kw_only=True, rename="camel"):
+class MessagesPage(Wire):
     messages: list[MessageRow]
     next_cursor: str | None
 
 
-class FeedbackRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class FeedbackRequest(Request):
     rating: Rating | None
 
 
-class FeedbackResponse(msgspec.Struct, kw_only=True, rename="camel"):
+class FeedbackResponse(Wire):
     message_id: str
     rating: Rating | None
 

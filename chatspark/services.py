@@ -5,20 +5,20 @@ from __future__ import annotations
 import msgspec
 
 from chatspark.agent_registry import AgentRegistry
-from chatspark.chat import Chat
 from chatspark.config import Config
 from chatspark.conversations import Conversations
 from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.store import Store
+from chatspark.turn import Turns
 
 
 class Services(msgspec.Struct, kw_only=True):
     config: Config
     store: Store
     models: ModelRouter
-    chat: Chat
+    turns: Turns
     agents: AgentRegistry
     conversations: Conversations
     cursors: Cursors

@@ -10,22 +10,17 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from chatspark import errors
 from chatspark.agent_registry import AgentRegistry
-from chatspark.agent_store import AgentStore
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api.chat import chat
+from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
 from chatspark.api.openapi import openapi
 from chatspark.apikeys import mint_key
-from chatspark.chat import Chat
 from chatspark.clock import now_ms
 from chatspark.config import Config
 from chatspark.conversations import Conversations
@@ -38,7 +33,7 @@ from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
 from chatspark.store import Store, open_store
-from chatspark.turn_journal import TurnJournal
+from chatspark.turn import Turns
 
 log = logging.getLogger("chatspark")
 
@@ -46,29 +41,20 @@ DEV_KEY_HOURS = 24
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 
 
-def create_app(
-    config: Config,
-    *,
-    allow_embedded: bool = False,
-    embedded_server: Any | None = None,
-    dev_key: bool = False,
-) -> ASGIApp:
-    """`allow_embedded`: without a reachable Redis, fall back to the in-process store (laptops only).
-    `dev_key`: mint and print a test key with every scope at start (what `make run` shows)."""
+def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
+    """`fall_back_to_memory`: without a reachable Redis, use the embedded in-process store (laptops
+    only). `dev_key`: mint and print a test key with every scope at start (what `make run` shows)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await open_store(config.store, allow_embedded=allow_embedded, embedded_server=embedded_server)
+        store = await open_store(config.store, fall_back_to_memory=fall_back_to_memory)
         models = ModelRouter.load(config.models)
         await models.warmup()
-        agents = AgentRegistry(AgentStore(store), config.models, seed=config.agents)
+        agents = AgentRegistry(store.agents, config.models, seed=config.agents)
         seeded = await agents.seed()
         cursors = Cursors(store.cursor_secret)
-        leases = LeaseKeeper(store, config.store.lease_seconds)
-        chat = Chat(config, store, models, agents, leases, Credits(store, config.limits))
-        journal = TurnJournal(
-            store, ttl_seconds=config.store.idempotency_seconds, lease_seconds=config.store.lease_seconds
-        )
+        leases = LeaseKeeper(store.leases, config.store.lease_seconds)
+        turns = Turns(config, store, models, agents, leases, Credits(store, config.limits))
         # Lives as long as the app: the lease keeper, and turns that must finish even if their
         # client left (Idempotency-Key). Leaving it waits for those turns.
         async with anyio.create_task_group() as tasks:
@@ -76,11 +62,11 @@ def create_app(
                 config=config,
                 store=store,
                 models=models,
-                chat=chat,
+                turns=turns,
                 agents=agents,
                 conversations=Conversations(store, cursors),
                 cursors=cursors,
-                idempotent_turns=IdempotentTurns(chat, journal, leases, tasks),
+                idempotent_turns=IdempotentTurns(turns, store.journal, leases, tasks),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -120,43 +106,10 @@ def create_app(
             Route(f"{CONVERSATION}/messages/{{message_id}}/feedback", conversations_api.rate_message, methods=["POST"]),
         ],
         lifespan=lifespan,
-        exception_handlers={
-            errors.ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _unexpected_error,
-        },
+        exception_handlers=HANDLERS,
     )
     drain = Drain(app, config.server.drain_seconds)
     return RequestContext(drain)
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, errors.ApiError)
-    if exc.status >= 500:
-        log.warning("%s: %s", exc.code, exc.message)
-    return exc.response()
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405/413 in the contract's envelope."""
-    assert isinstance(exc, HTTPException)
-    mapped: errors.ApiError
-    if exc.status_code == 404:
-        mapped = errors.ResourceNotFound("No such route.")
-    elif exc.status_code == 405:
-        mapped = errors.MethodNotAllowed(headers=exc.headers)
-    elif exc.status_code == 413:
-        mapped = errors.PayloadTooLarge()
-    elif exc.status_code == 400:
-        mapped = errors.ValidationFailed(str(exc.detail))
-    else:
-        mapped = errors.InternalError()
-    return await _api_error(request, mapped)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    # Logged by RequestContext, which sees the exception Starlette re-raises after this answer.
-    return await _api_error(request, errors.InternalError())
 
 
 async def _print_dev_key(store: Store, port: int) -> None:
@@ -164,7 +117,7 @@ async def _print_dev_key(store: Store, port: int) -> None:
     plain, record = mint_key(
         "test", expires_ms=now_ms() + DEV_KEY_HOURS * 3600 * 1000, name="dev key (make run)", monthly_cap=0
     )
-    await store.put_api_key(record)
+    await store.keys.put(record)
     # Printed, not logged: a key must never reach a log pipeline.
     print(
         f"\n  Dev API key (test mode, every scope, expires in {DEV_KEY_HOURS} h):\n\n    {plain}\n\n"

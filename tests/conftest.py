@@ -27,7 +27,9 @@ import uvicorn
 
 from chatspark.apikeys import mint_key
 from chatspark.config import Config, load_config
-from chatspark.store import ApiKeyRecord, Store, redis_client
+from chatspark.store import Store
+from chatspark.store.connection import connect
+from chatspark.store.keys import ApiKeyRecord
 from chatspark.web import create_app
 from tests.fake_openai import fake_openai  # noqa: F401  (re-exported fixture)
 
@@ -162,9 +164,9 @@ class RunningServer:
 
     def put_key(self, record: ApiKeyRecord) -> None:
         async def put() -> None:
-            store = Store(redis_client(self.config.store), self.config.store)
+            store = Store(connect(self.config.store), self.config.store)
             try:
-                await store.put_api_key(record)
+                await store.keys.put(record)
             finally:
                 await store.aclose()
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from chatspark.redis_layout import Layout
+from chatspark.store.layout import Layout
 
 AGENTS = "/api/v1/agents"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -31,9 +31,9 @@ from backends.base import (
     Message,
     ModelCall,
     ModelSettings,
-    UpstreamError,
-    UpstreamTimeout,
-    Usage,
+    ProviderError,
+    ProviderTimeout,
+    TokenUsage,
 )
 from tests.fake_openai import (
     Behaviour,
@@ -53,7 +53,7 @@ KEY_ENV = "CHATSPARK_TEST_BACKEND_KEY"
 KEY = "sk-fake-test-key-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = "You said: hello there. I saw 2 messages."  # the fake's echo of `ask()`
-FAKE_USAGE = Usage(prompt_tokens=4, completion_tokens=8)  # the fake counts words
+FAKE_USAGE = TokenUsage(prompt_tokens=4, completion_tokens=8)  # the fake counts words
 
 
 @pytest.fixture(params=BACKENDS)
@@ -202,7 +202,7 @@ async def test_a_rate_limit_is_retried_and_then_answers(backend: Backend, fake_o
 @pytest.mark.anyio
 async def test_a_rate_limit_past_the_retries_is_a_retryable_error(backend: Backend, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(error(429), error(429))
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(model(fake_openai.base_url, retries=1)))
     assert raised.value.retryable is True and "429" in str(raised.value)
     assert len(fake_openai.requests) == 2
@@ -213,7 +213,7 @@ async def test_a_server_error_without_retries_is_one_request_and_retryable(
     backend: Backend, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.enqueue(error(500))
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(model(fake_openai.base_url, retries=0)))
     assert raised.value.retryable is True and "500" in str(raised.value)
     assert len(fake_openai.requests) == 1  # no HTTP client (litellm, the openai SDK, aiohttp) retried on its own
@@ -225,7 +225,7 @@ async def test_retries_stop_after_the_configured_count_with_the_backoff_between(
 ) -> None:
     fake_openai.enqueue(error(503), error(503), error(503), error(503))
     started = time.monotonic()
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(model(fake_openai.base_url, retries=2)))
     assert raised.value.retryable is True
     assert len(fake_openai.requests) == 3
@@ -236,7 +236,7 @@ async def test_retries_stop_after_the_configured_count_with_the_backoff_between(
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
 async def test_client_errors_are_final_and_not_retried(backend: Backend, fake_openai: FakeOpenAI, status: int) -> None:
     fake_openai.enqueue(error(status))
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(model(fake_openai.base_url, retries=2)))
     assert raised.value.retryable is False
     assert str(status) in str(raised.value)
@@ -258,7 +258,7 @@ async def test_a_context_window_refusal_is_context_too_long(backend: Backend, fa
 async def test_errors_carry_neither_user_text_nor_the_key(backend: Backend, fake_openai: FakeOpenAI) -> None:
     # Providers do quote request content and (masked) keys in their error messages.
     fake_openai.enqueue(error(400, f"Invalid content 'my secret question' for key {KEY}"))
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(model(fake_openai.base_url), "my secret question"))
     assert "secret" not in str(raised.value) and KEY not in str(raised.value)
     assert "test-model" in str(raised.value)
@@ -268,7 +268,7 @@ async def test_errors_carry_neither_user_text_nor_the_key(backend: Backend, fake
 async def test_a_slow_provider_times_out_at_the_models_timeout(backend: Backend, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(slow(3), slow(3))
     started = time.monotonic()
-    with pytest.raises(UpstreamTimeout):
+    with pytest.raises(ProviderTimeout):
         await backend.complete(ask(model(fake_openai.base_url, timeout_seconds=0.5, retries=1)))
     assert time.monotonic() - started < 1.5  # 0.5 s with slack; not retried (fallback models take over)
     assert len(fake_openai.requests) == 1
@@ -278,10 +278,10 @@ async def test_a_slow_provider_times_out_at_the_models_timeout(backend: Backend,
 @pytest.mark.anyio
 async def test_a_refused_connection_is_retryable_and_says_so(backend: Backend) -> None:
     settings = model(refused_base_url(), retries=0)
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(settings))
     assert raised.value.retryable is True and "reach" in str(raised.value)
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await collect(backend, ask(settings))
     assert raised.value.retryable is True and "reach" in str(raised.value)
 
@@ -289,7 +289,7 @@ async def test_a_refused_connection_is_retryable_and_says_so(backend: Backend) -
 @pytest.mark.anyio
 async def test_a_refused_connection_is_retried(backend: Backend) -> None:
     started = time.monotonic()
-    with pytest.raises(UpstreamError):
+    with pytest.raises(ProviderError):
         await backend.complete(ask(model(refused_base_url(), retries=1)))
     assert time.monotonic() - started >= 0.2  # one backoff pause: there was a second attempt
 
@@ -300,10 +300,10 @@ async def test_a_missing_key_fails_without_calling_out(
 ) -> None:
     monkeypatch.delenv(KEY_ENV)
     settings = model(fake_openai.base_url, retries=2)
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await backend.complete(ask(settings))
     assert raised.value.retryable is False and KEY_ENV in str(raised.value)
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await collect(backend, ask(settings))
     assert raised.value.retryable is False and KEY_ENV in str(raised.value)
     assert fake_openai.requests == []
@@ -334,7 +334,7 @@ async def test_a_drop_mid_stream_ends_in_an_error_after_the_sent_deltas(
 ) -> None:
     fake_openai.enqueue(drop_mid_stream(after_chunks=2))
     deltas: list[Delta] = []
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await collect(backend, ask(model(fake_openai.base_url, retries=1)), into=deltas)
     assert [d.text for d in deltas] == ["You ", "said: "]
     assert raised.value.retryable is True
@@ -352,7 +352,7 @@ async def test_a_stream_silent_past_the_timeout_times_out(
 ) -> None:
     fake_openai.enqueue(silence)
     started = time.monotonic()
-    with pytest.raises(UpstreamTimeout):
+    with pytest.raises(ProviderTimeout):
         await collect(backend, ask(model(fake_openai.base_url, timeout_seconds=0.5)))
     assert time.monotonic() - started < 1.5
 
@@ -368,7 +368,7 @@ async def test_the_timeout_bounds_each_wait_not_the_whole_stream(backend: Backen
 async def test_a_stream_stalling_after_its_first_delta_times_out(backend: Backend, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(reply("one two", chunks=2, gap=3))
     deltas: list[Delta] = []
-    with pytest.raises(UpstreamTimeout):
+    with pytest.raises(ProviderTimeout):
         await collect(backend, ask(model(fake_openai.base_url, timeout_seconds=0.5, retries=1)), into=deltas)
     assert [d.text for d in deltas] == ["one "]
     assert len(fake_openai.requests) == 1
@@ -384,7 +384,7 @@ async def test_a_200_that_is_not_an_event_stream_is_an_error(
     backend: Backend, backend_name: str, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.enqueue(not_sse())
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await collect(backend, ask(model(fake_openai.base_url)))
     assert NOT_SSE_MESSAGE[backend_name] in str(raised.value) and "html" not in str(raised.value).lower()
     assert len(fake_openai.requests) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backends import load_backend
-from backends.base import Completion, FaqEntry, Message, ModelCall, ModelSettings, Usage
+from backends.base import Completion, FaqEntry, Message, ModelCall, ModelSettings, TokenUsage
 from backends.local import DEFAULT_NO_ANSWER
 
 HOURS = "We are open Monday to Friday, 9:00 to 17:00 CET."
@@ -86,7 +86,7 @@ async def test_usage_estimates_four_utf8_bytes_a_token() -> None:
         temperature=0.2,
         faq=(FaqEntry("When are you open?", "é" * 5),),  # 5 characters, 10 bytes
     )
-    assert (await complete(model_call)).usage == Usage(prompt_tokens=2 + 5, completion_tokens=3)
+    assert (await complete(model_call)).usage == TokenUsage(prompt_tokens=2 + 5, completion_tokens=3)
 
 
 @pytest.mark.anyio

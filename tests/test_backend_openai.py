@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backends.base import Delta, UpstreamError, Usage
+from backends.base import Delta, ProviderError, TokenUsage
 from backends.openai import OpenAIBackend
 from tests.fake_openai import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
 from tests.test_backend_contract import (
@@ -114,28 +114,28 @@ async def test_events_split_across_reads_and_odd_framing_are_parsed(backend: Ope
     async with raw_upstream(SSE_HEAD, *pieces, gap=0.01) as base:
         deltas = await collect(backend, ask(model(base)))
     assert [d.text for d in deltas] == ["Hel", "lo, ", "wor", "ld\n", ""]
-    assert deltas[-1].usage == Usage(7, 3)
+    assert deltas[-1].usage == TokenUsage(7, 3)
 
 
 @pytest.mark.anyio
 async def test_a_stream_without_usage_gets_an_estimate(backend: OpenAIBackend) -> None:
     async with raw_upstream(SSE_HEAD, event(chunk("four bytes x4 ")), b"data: [DONE]\n\n") as base:
         deltas = await collect(backend, ask(model(base)))
-    assert deltas[-1] == Delta("", Usage(prompt_tokens=2 + 3, completion_tokens=4))  # ~4 bytes a token
+    assert deltas[-1] == Delta("", TokenUsage(prompt_tokens=2 + 3, completion_tokens=4))  # ~4 bytes a token
 
 
 @pytest.mark.anyio
 async def test_a_stream_ending_after_usage_without_done_is_complete(backend: OpenAIBackend) -> None:
     async with raw_upstream(SSE_HEAD, event(chunk("hi")), USAGE_EVENT) as base:
         deltas = await collect(backend, ask(model(base)))
-    assert deltas == [Delta("hi"), Delta("", Usage(7, 3))]
+    assert deltas == [Delta("hi"), Delta("", TokenUsage(7, 3))]
 
 
 @pytest.mark.anyio
 async def test_a_stream_closed_cleanly_before_its_end_is_a_drop(backend: OpenAIBackend) -> None:
     deltas: list[Delta] = []
     async with raw_upstream(SSE_HEAD, event(chunk("hi"))) as base:  # no usage, no [DONE], then EOF
-        with pytest.raises(UpstreamError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await collect(backend, ask(model(base)), into=deltas)
     assert deltas == [Delta("hi")]
     assert raised.value.retryable is True and "broke off" in str(raised.value)
@@ -144,7 +144,7 @@ async def test_a_stream_closed_cleanly_before_its_end_is_a_drop(backend: OpenAIB
 @pytest.mark.anyio
 async def test_an_event_stream_with_no_events_is_an_error(backend: OpenAIBackend) -> None:
     async with raw_upstream(SSE_HEAD, b"<html>oops</html>\n") as base:
-        with pytest.raises(UpstreamError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await collect(backend, ask(model(base)))
     assert "no answer" in str(raised.value)
 
@@ -154,7 +154,7 @@ async def test_an_error_event_mid_stream_ends_the_stream_with_an_error(backend: 
     deltas: list[Delta] = []
     error_event = event({"error": {"message": "quoting 'hello there'", "type": "server_error"}})
     async with raw_upstream(SSE_HEAD, event(chunk("hi")), error_event, b"data: [DONE]\n\n") as base:
-        with pytest.raises(UpstreamError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await collect(backend, ask(model(base)), into=deltas)
     assert deltas == [Delta("hi")]
     assert "server_error" in str(raised.value) and "hello" not in str(raised.value)
@@ -163,7 +163,7 @@ async def test_an_error_event_mid_stream_ends_the_stream_with_an_error(backend: 
 @pytest.mark.anyio
 async def test_an_unreadable_chunk_is_an_error(backend: OpenAIBackend) -> None:
     async with raw_upstream(SSE_HEAD, event(chunk("hi")), b"data: {not json\n\n") as base:
-        with pytest.raises(UpstreamError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await collect(backend, ask(model(base)))
     assert "not readable" in str(raised.value)
 
@@ -172,7 +172,7 @@ async def test_an_unreadable_chunk_is_an_error(backend: OpenAIBackend) -> None:
 async def test_a_json_answer_that_is_not_json_is_an_error(backend: OpenAIBackend) -> None:
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 9\r\nconnection: close\r\n\r\n"
     async with raw_upstream(head, b"<html/>\r\n") as base:
-        with pytest.raises(UpstreamError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await backend.complete(ask(model(base)))
     assert "not readable" in str(raised.value)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chatspark.redis_layout import Layout
+from chatspark.store.layout import Layout
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -70,7 +70,7 @@ def test_the_agent_instructions_are_the_first_system_message(client, fake_openai
 def client_config_personality(agent_id: int) -> str:
     from chatspark.config import load_config
 
-    agent = load_config(environ={}).agent(agent_id)
+    agent = next(a for a in load_config(environ={}).agents if a.id == agent_id)
     assert agent is not None
     return agent.bot_personality
 

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from chatspark.redis_layout import Layout
+from chatspark.store.layout import Layout
 
 
 def read_stream(http: httpx.Client, agent: int | str, **body: object) -> tuple[httpx.Response, bytes]:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from chatspark.redis_layout import Layout
+from chatspark.store.layout import Layout
 from tests.fake_openai import drop_mid_stream, error, not_sse, refused_base_url, silent_stream, slow
 from tests.test_chat_stream import events, read_stream
 

@@ -13,7 +13,8 @@ def test_the_shipped_config_has_the_three_agents_on_their_models():  # type: ign
     config = load_config(environ={})
     assert [(a.id, a.model_name) for a in config.agents] == [(1, "local"), (2, "gpt-4o-mini"), (3, "gpt-4o")]
     assert config.models["gpt-4o"].fallbacks == ("gpt-4o-mini",)
-    assert config.agent(1).faq and config.agent(1).bot_no_answer
+    first = next(a for a in config.agents if a.id == 1)
+    assert first.faq and first.bot_no_answer
     assert config.server.max_body_bytes == 1_048_576 and config.server.max_message_chars == 32_000
     assert config.models["gpt-4o-mini"].timeout_seconds == 60 and config.server.workers == 1
 

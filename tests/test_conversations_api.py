@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from chatspark.redis_layout import Layout
+from chatspark.store.layout import Layout
 
 AGENTS = "/api/v1/agents"
 

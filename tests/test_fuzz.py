@@ -162,7 +162,7 @@ def decodes_or_validation_error(body: bytes, kind: type) -> None:
     try:
         decoded = decode_body(body, kind)
     except ValidationFailed as exc:
-        fields = exc.envelope()["error"]["details"]["fields"]
+        fields = exc.details.fields
         assert len(fields) == 1 and all(isinstance(p, list) and p for p in fields.values())
     else:
         assert isinstance(decoded, kind)

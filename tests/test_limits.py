@@ -11,9 +11,10 @@ import pytest
 from chatspark.apikeys import Principal, hash_key
 from chatspark.config import LimitsConfig, StoreConfig
 from chatspark.credits import Credits
-from chatspark.errors import ServiceUnavailable
-from chatspark.redis_layout import Layout
-from chatspark.store import Store, redis_client
+from chatspark.store.errors import StoreUnavailable
+from chatspark.store.layout import Layout
+from chatspark.store import Store
+from chatspark.store.connection import connect
 from tests.fake_openai import error, slow
 
 AGENTS = "/api/v1/agents"
@@ -114,7 +115,7 @@ def test_failed_turns_and_replays_are_not_charged(server, raw_redis, fake_openai
         assert http.post(f"{AGENTS}/1/chat", json={"message": "two"}).status_code == 200
         over = http.post(f"{AGENTS}/1/chat", json={"message": "three"})
         assert over.status_code == 402 and over.json()["error"]["code"] == "CREDITS_EXHAUSTED"
-        assert "retryable" not in over.json()["error"]
+        assert over.json()["error"]["retryable"] is False
         assert http.post(f"{AGENTS}/2/chat", json={"message": "once"}, headers=key).status_code == 200  # replays still work
     assert int(raw_redis.get(used)) == 2
 
@@ -135,12 +136,12 @@ def test_test_keys_take_the_test_default_cap_and_live_keys_none(server, raw_redi
 @pytest.mark.parametrize(("setting", "outcome"), [("closed", "503"), ("open", "runs uncounted")])
 async def test_when_the_store_cannot_count_the_setting_decides(unreachable_redis_url, setting, outcome):  # type: ignore[no-untyped-def]
     config = StoreConfig(url=unreachable_redis_url, connect_timeout_seconds=0.2)
-    store = Store(redis_client(config), config)
+    store = Store(connect(config), config)
     credits = Credits(store, LimitsConfig(on_store_error=setting))
     caller = Principal(key_id="key_x", mode="test", scopes=frozenset(), agents=None, key_hash="h", monthly_cap=5)
     try:
         if setting == "closed":
-            with pytest.raises(ServiceUnavailable):
+            with pytest.raises(StoreUnavailable):
                 await credits.hold(caller)
         else:
             assert await credits.hold(caller) is None

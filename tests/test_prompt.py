@@ -7,7 +7,7 @@ import pytest
 from backends.base import ModelSettings
 from chatspark.errors import ValidationFailed
 from chatspark.prompt import PRIMING, build_prompt, token_bound
-from chatspark.store import StoredTurn
+from chatspark.store.conversations import StoredTurn
 
 
 def turns(n: int, size: int = 10) -> list[StoredTurn]:

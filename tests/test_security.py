@@ -186,7 +186,7 @@ def test_near_miss_keys_are_rejected_alike(served: ServedProcess) -> None:
         for near in near_misses:
             response = http.get("/api/v1/agents", headers={"authorization": f"Bearer {near}"})
             answers.append((response.status_code, response.json()))
-    assert answers == [(401, {"error": {"code": "API_KEY_INVALID", "message": "The API key is not valid."}})] * len(
+    assert answers == [(401, {"error": {"code": "API_KEY_INVALID", "message": "The API key is not valid.", "retryable": False}})] * len(
         near_misses
     )
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chatspark.redis_layout import Layout
+from chatspark.store.layout import Layout
 from tests.fake_openai import error, reply, silent_stream, slow
 from tests.test_chat_stream import events
 

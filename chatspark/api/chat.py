@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatspark.apikeys import Principal
 from chatspark.api.http import agent_id, idempotency_key, json_body, json_response, principal, services
-from chatspark.chat import Chat, PreparedTurn
-from chatspark.chat_events import turn_frames
-from chatspark.errors import ApiError
+from chatspark.apikeys import Principal
 from chatspark.idempotent_turns import Claim
 from chatspark.schemas import ChatRequest
 from chatspark.services import Services
 from chatspark.sse import EventStream
+from chatspark.turn import PreparedTurn, Turns
+from chatspark.turn_events import turn_frames
 
 REPLAYED = {"idempotent-replayed": "true"}
 
@@ -29,17 +29,19 @@ async def chat(request: Request) -> Response | EventStream:
     if key is not None:
         claim = await svc.idempotent_turns.claim(caller, key, agent, body)
         return await _idempotent(request, svc, claim, agent, body, caller)
-    turn = await svc.chat.prepare(agent, body, caller)
+    turn = await svc.turns.prepare(agent, body, caller)
     if not body.stream:
-        return json_response(await svc.chat.complete(turn))
+        return json_response(await svc.turns.complete(turn))
+    # on_close: a client that left before the stream started still gives the turn's lease and credit back.
     return EventStream(
-        _frames(svc.chat, turn), ping_seconds=svc.config.server.ping_seconds, on_close=lambda: svc.chat.settle(turn)
+        _frames(svc.turns, turn), ping_seconds=svc.config.server.ping_seconds, on_close=turn.resources.release
     )
 
 
-async def _frames(chat: Chat, turn: PreparedTurn) -> AsyncIterator[bytes]:
-    async for f in turn_frames(chat, turn):
-        yield f.data
+async def _frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[bytes]:
+    async with aclosing(turn_frames(turns, turn)) as frames:  # type: ignore[type-var]
+        async for f in frames:
+            yield f.data
 
 
 async def _idempotent(
@@ -49,8 +51,8 @@ async def _idempotent(
     turns = svc.idempotent_turns
     if claim.state == "new":
         try:
-            turn = await svc.chat.prepare(agent, body, caller)
-        except ApiError:
+            turn = await svc.turns.prepare(agent, body, caller)
+        except BaseException:
             await turns.abandon(claim)
             raise
         turns.run(claim, turn, stream=body.stream)

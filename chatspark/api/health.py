@@ -8,7 +8,7 @@ from starlette.responses import Response
 from chatspark.api.http import json_response, services
 from chatspark.clock import iso, now_ms
 from chatspark.schemas import Health
-from chatspark.store import StoreUnavailable
+from chatspark.store.errors import StoreUnavailable
 
 
 async def health(request: Request) -> Response:

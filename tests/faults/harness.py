@@ -28,7 +28,8 @@ import redis
 
 from chatspark.apikeys import mint_key
 from chatspark.config import load_config
-from chatspark.store import Store, redis_client
+from chatspark.store import Store
+from chatspark.store.connection import connect
 from tests.fake_openai import Behaviour, FakeOpenAI, drop_mid_stream, error, refused_base_url, reply, silent_stream, slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -349,9 +350,9 @@ class ServiceProcess:
         plain, record = mint_key("live", rate_limit=1_000_000, monthly_cap=0, name="faults")
 
         async def put() -> None:
-            store = Store(redis_client(config.store), config.store)
+            store = Store(connect(config.store), config.store)
             try:
-                await store.put_api_key(record)
+                await store.keys.put(record)
             finally:
                 await store.aclose()
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import msgspec
 
-from chatspark.chat import Chat, PreparedTurn
-from chatspark.errors import ApiError, StreamingError
+from chatspark.errors import ApiError, ErrorDetails, InternalError, StreamingError, contract_error
 from chatspark.schemas import StreamFailure
+from chatspark.turn import PreparedTurn, Turns
 
-log = logging.getLogger("chatspark.chat")
+log = logging.getLogger("chatspark.turn")
 _encoder = msgspec.json.Encoder()
 
 
@@ -28,32 +29,31 @@ def frame(event_id: int, payload: bytes) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event_id, payload)
 
 
-async def turn_frames(chat: Chat, turn: PreparedTurn) -> AsyncIterator[Frame]:
+async def turn_frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[Frame]:
     event_id = 0
     status = 200
     try:
-        async for event in chat.stream(turn):
-            event_id += 1
-            yield Frame(event_id, frame(event_id, _encoder.encode(event)))
-    except ApiError as exc:
+        async with aclosing(turns.stream(turn)) as events:  # type: ignore[type-var]
+            async for event in events:
+                event_id += 1
+                yield Frame(event_id, frame(event_id, _encoder.encode(event)))
+    except Exception as exc:
+        error = contract_error(exc)
+        if isinstance(error, InternalError) and error is not exc:  # not one we know: a bug
+            log.exception("stream failed")
+            error = StreamingError()
         event_id += 1
-        status = exc.status
-        yield Frame(event_id, frame(event_id, failure(turn.conversation_id, exc)))
-    except Exception:
-        log.exception("stream failed")
-        event_id += 1
-        status = StreamingError.status
-        yield Frame(event_id, frame(event_id, failure(turn.conversation_id, StreamingError())))
+        status = error.status
+        yield Frame(event_id, frame(event_id, failure(turn.conversation_id, error)))
     finally:
-        await chat.settle(turn)
+        await turn.resources.release()
     yield Frame(event_id + 1, frame(event_id + 1, b"[DONE]"), status)
 
 
 def failure(conversation_id: str, cause: ApiError) -> bytes:
     """The in-stream error event: always STREAMING_ERROR (the status line said 200 already), with
     the underlying contract code in `details.cause` so a client can tell a timeout from a 502."""
-    error = StreamingError(cause.message, details={"cause": cause.code} if cause.code != StreamingError.code else None)
-    body = error.envelope()["error"]
-    if cause.retryable:
-        body["retryable"] = True
+    details = ErrorDetails(cause=cause.code) if cause.code != StreamingError.code else None
+    error = StreamingError(cause.message, details=details)
+    body = msgspec.structs.replace(error.body(), retryable=cause.retryable)
     return _encoder.encode(StreamFailure(delta="", conversation_id=conversation_id, error=body))

@@ -1,108 +1,17 @@
-"""Every Redis key Chatspark writes, with its TTL, and the Lua scripts that touch them.
+"""Every Lua script the store runs, beside the key layout they work on (`layout.py`).
 
-No other module formats a key. The keys of one conversation share the hash tag `{<cid>}` so a
-turn's read and write each land on one Redis Cluster slot in one round trip.
-
-| key                               | type   | TTL / owner                                             |
-|-----------------------------------|--------|---------------------------------------------------------|
-| {p}:conv:{<cid>}                  | hash   | agent, created, updated, turns, ttl; sliding agent TTL  |
-| {p}:conv:{<cid>}:turns            | list   | one JSON turn per item, oldest first, capped; same TTL  |
-| {p}:conv:{<cid>}:tids             | set    | ids of the stored turns (retried writes are no-ops)     |
-| {p}:conv:{<cid>}:ratings          | hash   | assistant message id -> rating; same TTL                |
-| {p}:conv:{<cid>}:lease            | string | token of the running turn; PX lease, renewed while it   |
-|                                   |        | runs, deleted by the turn's write or its release        |
-| {p}:turn:{<sha256>}               | hash   | idempotent chat turn: body digest, state; TTL 24 h      |
-| {p}:turn:{<sha256>}:events        | stream | its answer (SSE frames or the JSON body); TTL 24 h      |
-| {p}:turn:{<sha256>}:lease         | string | token of the replica running it; PX lease, renewed      |
-| {p}:agent:{<id>}:convs            | zset   | cid scored by creation ms (the list order); owned by    |
-|                                   |        | the agent (deleted with it); trimmed with the next one  |
-| {p}:agent:{<id>}:expiry           | zset   | cid scored by when it expires (moved by every turn);    |
-|                                   |        | expired entries leave both sets at each turn write      |
-| {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
-| {p:agents}:index                  | zset   | agent id scored by creation ms; owned with the agents   |
-| {p:agents}:seq                    | string | last agent id handed out (never reused)                 |
-| {p:agents}:seeded                 | set    | config agent ids seeded once (deleted stay deleted)     |
-| {p:agents}:idem:<sha256>          | string | POST /agents idempotency record; TTL 24 h               |
-| {p}:cursor-secret                 | string | HMAC key of list cursors; a singleton, never expires    |
-| {p}:key:{<sha256 of api key>}     | string | JSON key record; TTL expiry+30 d, or 30 d once revoked, |
-|                                   |        | else owned by `chatspark keys revoke`                   |
-| {p}:keys                          | hash   | key id -> sha256, owned by `chatspark keys`             |
-| {p}:key:{<sha256>}:rate           | zset   | the key's requests of the last minute; PX one window    |
-| {p}:key:{<sha256>}:used:<YYYY-MM> | string | completed turns that month; TTL the month + 62 days     |
-| {p}:key:{<sha256>}:held:<YYYY-MM> | zset   | credits held by running turns, scored by their expiry;  |
-|                                   |        | PX the hold time                                        |
+Each is a `Script`; `Connection` registers them (the one place) and runs them by EVALSHA. The
+comment above each names its KEYS and ARGV.
 """
 
 from __future__ import annotations
 
-# How long an expired or revoked key record stays, so a client hears EXPIRED/REVOKED, not INVALID.
-KEY_TOMBSTONE_SECONDS = 30 * 24 * 3600
-IDEMPOTENCY_SECONDS = 24 * 3600
+from typing import NamedTuple
 
 
-class Layout:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def conversation(self, cid: str) -> tuple[str, str, str]:
-        """(meta, turns, turn ids) of one conversation, all in the slot of `{cid}`."""
-        tag = f"{self.prefix}:conv:{{{cid}}}"
-        return tag, f"{tag}:turns", f"{tag}:tids"
-
-    def lease(self, cid: str) -> str:
-        return f"{self.prefix}:conv:{{{cid}}}:lease"
-
-    def idempotent_turn(self, digest: str) -> tuple[str, str, str]:
-        """(record, events, lease) of one idempotent chat turn, in the slot of `{digest}`."""
-        tag = f"{self.prefix}:turn:{{{digest}}}"
-        return tag, f"{tag}:events", f"{tag}:lease"
-
-    def ratings(self, cid: str) -> str:
-        return f"{self.prefix}:conv:{{{cid}}}:ratings"
-
-    def conversation_keys(self, cid: str) -> tuple[str, str, str, str]:
-        """Every key of one conversation (what a delete removes)."""
-        return (*self.conversation(cid), self.ratings(cid))
-
-    def agent_conversations(self, agent_id: int) -> str:
-        return f"{self.prefix}:agent:{{{agent_id}}}:convs"
-
-    def agent_conversation_expiry(self, agent_id: int) -> str:
-        return f"{self.prefix}:agent:{{{agent_id}}}:expiry"
-
-    # Agents share one hash tag: creating, seeding and deleting touch the record and the index
-    # atomically in one slot. Their number is small (an agent is configuration, not traffic).
-    def agent(self, agent_id: int) -> str:
-        return f"{{{self.prefix}:agents}}:agent:{agent_id}"
-
-    def agent_index(self) -> str:
-        return f"{{{self.prefix}:agents}}:index"
-
-    def agent_seq(self) -> str:
-        return f"{{{self.prefix}:agents}}:seq"
-
-    def agents_seeded(self) -> str:
-        return f"{{{self.prefix}:agents}}:seeded"
-
-    def agent_idempotency(self, digest: str) -> str:
-        return f"{{{self.prefix}:agents}}:idem:{digest}"
-
-    def cursor_secret(self) -> str:
-        return f"{self.prefix}:cursor-secret"
-
-    def api_key(self, key_hash: str) -> str:
-        return f"{self.prefix}:key:{{{key_hash}}}"
-
-    def rate_log(self, key_hash: str) -> str:
-        return f"{self.prefix}:key:{{{key_hash}}}:rate"
-
-    def credits(self, key_hash: str, month: str) -> tuple[str, str]:
-        """(used, held) credit counters of one key for one month (`2026-11`), in the key's slot."""
-        tag = f"{self.prefix}:key:{{{key_hash}}}"
-        return f"{tag}:used:{month}", f"{tag}:held:{month}"
-
-    def api_key_index(self) -> str:
-        return f"{self.prefix}:keys"
+class Script(NamedTuple):
+    name: str
+    source: str
 
 
 # Appends one turn atomically: the list, the id set, the counters and the sliding TTL move together.
@@ -110,7 +19,7 @@ class Layout:
 # is_new, lease token. Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a
 # retried write), -1 = the conversation vanished (expired or deleted) while the turn ran, -2 = agent
 # mismatch, -3 = the turn's lease lapsed and another turn holds the conversation (fenced off).
-APPEND_TURN = """
+APPEND_TURN = Script("append_turn", """
 local meta, turns, tids = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('SISMEMBER', tids, ARGV[1]) == 1 then
   return {0, tonumber(redis.call('HGET', meta, 'turns')), tonumber(redis.call('HGET', meta, 'created'))}
@@ -143,13 +52,13 @@ redis.call('EXPIRE', tids, ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('DEL', KEYS[5])
 return {1, count, tonumber(redis.call('HGET', meta, 'created'))}
-"""
+""")
 
 # Looks up an API key and counts the request against its rate limit (a sliding window on Redis'
 # clock, so every replica agrees). Invalid, revoked and expired keys are not counted.
 # KEYS: record, rate log. ARGV: window ms, default limit, a unique member for this request.
 # Returns {record JSON or nil} or {record, allowed 1|0, limit, remaining, ms until the oldest leaves}.
-AUTHENTICATE = """
+AUTHENTICATE = Script("authenticate", """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {false} end
 local key = cjson.decode(raw)
@@ -173,11 +82,11 @@ local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local reset = 0
 if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 return {raw, allowed, limit, limit - count, reset}
-"""
+""")
 
 # Holds one credit for a turn about to run, if the month's completed plus held turns are below
 # the cap. KEYS: used, held. ARGV: cap, token, hold ms. Returns {1|0, used}.
-HOLD_CREDIT = """
+HOLD_CREDIT = Script("hold_credit", """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -186,21 +95,21 @@ if used + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return {0, used
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, used}
-"""
+""")
 
 # Charges a completed turn: its hold becomes a used credit. KEYS: used, held. ARGV: token, ttl s.
-CHARGE_CREDIT = """
+CHARGE_CREDIT = Script("charge_credit", """
 redis.call('ZREM', KEYS[2], ARGV[1])
 local used = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return used
-"""
+""")
 
 # Keeps an agent's conversation index in step with a turn write (sent in the same pipeline).
 # KEYS: by creation, by expiry. ARGV: cid, created ms, expires ms, now ms, is_new.
 # A new conversation enters both sets; a continuing one moves its expiry (XX: a deleted one is
 # not re-added); conversations whose expiry passed leave both sets, at most 100 per write.
-INDEX_CONVERSATION = """
+INDEX_CONVERSATION = Script("index_conversation", """
 if ARGV[5] == '1' then
   redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
@@ -213,24 +122,24 @@ if #expired > 0 then
   redis.call('ZREM', KEYS[2], unpack(expired))
 end
 return #expired
-"""
+""")
 
 # Deletes a lease only if this token holds it. KEYS: lease. ARGV: token.
-RELEASE_LEASE = """
+RELEASE_LEASE = Script("release_lease", """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
 
 # Extends a lease only if this token still holds it. KEYS: lease. ARGV: token, ms.
-RENEW_LEASE = """
+RENEW_LEASE = Script("renew_lease", """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-"""
+""")
 
 # Claims an idempotent chat turn. KEYS: record, events, lease. ARGV: body digest, token, lease ms, ttl s.
 # Returns 'new' (run it), 'running' (another request runs it: follow), 'done' (replay), 'conflict'.
 # A turn whose runner vanished (lease lapsed) or that failed is run again by the next claim.
-CLAIM_TURN = """
+CLAIM_TURN = Script("claim_turn", """
 local record = redis.call('HMGET', KEYS[1], 'body', 'state')
 if record[1] and record[1] ~= ARGV[1] then return 'conflict' end
 if record[2] == 'done' then return 'done' end
@@ -240,11 +149,11 @@ redis.call('HSET', KEYS[1], 'body', ARGV[1], 'state', 'running')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
 return 'new'
-"""
+""")
 
 # Appends one piece of an idempotent turn's answer, if this runner still holds the turn.
 # KEYS: record, events, lease. ARGV: token, frame, event id, final status ('' until the end), ttl s.
-PUBLISH_TURN = """
+PUBLISH_TURN = Script("publish_turn", """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
 redis.call('XADD', KEYS[2], '*', 'f', ARGV[2], 'i', ARGV[3], 's', ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
@@ -253,20 +162,20 @@ if ARGV[4] ~= '' then
   redis.call('DEL', KEYS[3])
 end
 return 1
-"""
+""")
 
 # Forgets an idempotent turn that ended before it started (an error answered before any byte).
 # KEYS: record, events, lease. ARGV: token.
-FORGET_TURN = """
+FORGET_TURN = Script("forget_turn", """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-"""
+""")
 
 # One page of a conversation's turns by absolute turn number, consistent with concurrent appends.
 # KEYS: meta, turns, ratings. ARGV: first turn number wanted, how many (-1: all), agent id.
 # Returns {} when the conversation is gone or another agent's, else
 # {created, updated, ttl, total appended, first stored turn number, {turns...}, {ratings...}}.
-READ_TURNS = """
+READ_TURNS = Script("read_turns", """
 local meta = redis.call('HMGET', KEYS[1], 'agent', 'created', 'updated', 'ttl', 'turns')
 if not meta[1] or meta[1] ~= ARGV[3] then return {} end
 local total = tonumber(meta[5])
@@ -276,11 +185,11 @@ local stop = -1
 if tonumber(ARGV[2]) >= 0 then stop = start + tonumber(ARGV[2]) - 1 end
 return {meta[2], meta[3], meta[4], total, first, redis.call('LRANGE', KEYS[2], start, stop),
         redis.call('HGETALL', KEYS[3])}
-"""
+""")
 
 # Rates one assistant message. KEYS: meta, tids, ratings, turns. ARGV: message id, rating ('' clears), agent.
 # Returns 1 rated, 0 no such conversation, -1 no such message, -2 a user message (not ratable).
-RATE_MESSAGE = """
+RATE_MESSAGE = Script("rate_message", """
 if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[3] then return 0 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
@@ -295,18 +204,18 @@ else
   redis.call('PEXPIRE', KEYS[3], redis.call('PTTL', KEYS[1]))
 end
 return 1
-"""
+""")
 
 # Deletes one conversation if it belongs to the agent. KEYS: meta, turns, tids, ratings. ARGV: agent.
-DELETE_CONVERSATION = """
+DELETE_CONVERSATION = Script("delete_conversation", """
 if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return 1
-"""
+""")
 
 # Seeds one configured agent once: never clobbers an edited agent, never revives a deleted one.
 # KEYS: agent, index, seq, seeded. ARGV: id, JSON, created ms.
-SEED_AGENT = """
+SEED_AGENT = Script("seed_agent", """
 if redis.call('SADD', KEYS[4], ARGV[1]) == 0 then return 0 end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX') then
   redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
@@ -314,13 +223,13 @@ end
 local seq = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[1]) > seq then redis.call('SET', KEYS[3], ARGV[1]) end
 return 1
-"""
+""")
 
 # Stores a new agent under an id already taken from seq, honouring an idempotency record.
 # KEYS: agent, index, idempotency key. ARGV: id, JSON, created ms, body digest, ttl s, '1' when the
 # request carried an Idempotency-Key (else KEYS[3] is a placeholder in the same slot, untouched).
 # Returns {1, id} created, {0, earlier id} replayed, {-1, 0} the key was used with another body.
-CREATE_AGENT = """
+CREATE_AGENT = Script("create_agent", """
 if ARGV[6] == '1' then
   local earlier = redis.call('GET', KEYS[3])
   if earlier then
@@ -333,19 +242,19 @@ end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return {1, tonumber(ARGV[1])}
-"""
+""")
 
 # Replaces an agent only if it still exists (a PATCH racing a DELETE must not revive it).
 # KEYS: agent. ARGV: JSON.
-UPDATE_AGENT = """
+UPDATE_AGENT = Script("update_agent", """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
-"""
+""")
 
 # KEYS: agent, index. ARGV: id.
-DELETE_AGENT = """
+DELETE_AGENT = Script("delete_agent", """
 local existed = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return existed
-"""
+""")

@@ -1,0 +1,98 @@
+"""The data model on Redis: one module per stored concept, all behind one seam (`connection.py`).
+
+| module           | holds                                                                 |
+|------------------|-----------------------------------------------------------------------|
+| `connection.py`  | the client for a URL (`memory://`: the embedded twin), commands, scripts |
+| `layout.py`      | every key, its type and TTL or owner                                  |
+| `scripts.py`     | every Lua script                                                      |
+| `conversations.py` | turns, ratings, an agent's conversation index                       |
+| `leases.py`      | one running turn per conversation, one runner per idempotent turn     |
+| `journal.py`     | idempotent chat turns: record and answer frames                       |
+| `keys.py`        | API keys (by hash) and their rate limits                              |
+| `credits.py`     | monthly credits held and charged per key                              |
+| `agents.py`      | agents, their index and idempotent creation                           |
+| `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import msgspec
+
+from chatspark.store.agents import AgentStore
+from chatspark.store.config import StoreConfig
+from chatspark.store.connection import MEMORY_URL, Connection, connect, safe_url
+from chatspark.store.conversations import ConversationIndex, ConversationStore
+from chatspark.store.credits import CreditStore
+from chatspark.store.errors import StoreUnavailable
+from chatspark.store.journal import TurnJournal
+from chatspark.store.keys import KeyStore
+from chatspark.store.layout import Layout
+from chatspark.store.leases import LeaseStore
+
+log = logging.getLogger("chatspark.store")
+
+
+class Store:
+    """Every stored concept on one connection."""
+
+    def __init__(self, redis: Connection, config: StoreConfig) -> None:
+        self.redis = redis
+        self.config = config
+        layout = Layout(config.prefix)
+        self._layout = layout
+        self.conversations = ConversationStore(redis, layout, config)
+        self.conversation_index = ConversationIndex(redis, layout)
+        self.leases = LeaseStore(redis, layout, config.lease_seconds)
+        self.journal = TurnJournal(
+            redis, layout, ttl_seconds=config.idempotency_seconds, lease_seconds=config.lease_seconds
+        )
+        self.keys = KeyStore(redis, layout)
+        self.credits = CreditStore(redis, layout)
+        self.agents = AgentStore(redis, layout, self.conversation_index)
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis.embedded
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    async def cursor_secret(self) -> bytes:
+        """The deployment's cursor-signing key, made once by whichever replica asks first."""
+        key = self._layout.cursor_secret()
+        await self.redis.run(lambda r: r.set(key, secrets.token_bytes(32), nx=True))
+        return bytes(await self.redis.run(lambda r: r.get(key)))
+
+
+async def open_store(config: StoreConfig, *, fall_back_to_memory: bool = False) -> Store:
+    """The store at `config.url`. When Redis is unreachable at start: with `fall_back_to_memory`
+    (`serve --dev`) the embedded twin, said loudly; else the store as is (requests get 503 until
+    Redis is back)."""
+    store = Store(connect(config), config)
+    if store.embedded:
+        return store
+    try:
+        await store.ping()
+        return store
+    except StoreUnavailable as exc:
+        if not fall_back_to_memory:
+            log.error("Redis at %s is unreachable (%s); requests get 503 until it is back", safe_url(config.url), exc.__cause__)
+            return store
+        await store.aclose()
+    log.warning(
+        "\n%s\n  No Redis at %s: using the EMBEDDED in-process store.\n"
+        "  Conversations and keys live in this process only and vanish when it stops.\n"
+        "  Fine on a laptop; never use it behind a load balancer. Set REDIS_URL for a real Redis.\n%s",
+        "!" * 78, safe_url(config.url), "!" * 78,
+    )
+    memory = msgspec.structs.replace(config, url=MEMORY_URL)
+    return Store(connect(memory), memory)
+
+
+__all__ = ["Store", "StoreConfig", "StoreUnavailable", "open_store"]

@@ -1,0 +1,32 @@
+"""What the store needs to be configured: the `[store]` table of config.toml."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+Seconds = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # redis://, rediss:// or unix://; `cluster = true` for a Redis Cluster; memory:// for the embedded
+    # in-process twin (one process, nothing kept: a laptop, never replicas).
+    url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
+    prefix: str = "cs"
+    connect_timeout_seconds: Seconds = 1.0
+    command_timeout_seconds: Seconds = 2.0
+    # Connections per process; beyond them a command waits (up to the command timeout) for one.
+    max_connections: PositiveInt = 512
+    # A turn write is idempotent (keyed by its message id), so it is safe to send again.
+    write_attempts: PositiveInt = 3
+    # Stored turns per conversation; the oldest are dropped beyond this.
+    max_turns: PositiveInt = 1_000
+    # One turn at a time per conversation: the running turn holds a lease, renewed every third of
+    # this while it runs; a crashed replica's lease lapses after at most this long.
+    lease_seconds: Seconds = 30.0
+    # How long a chat turn sent with an Idempotency-Key can be replayed.
+    idempotency_seconds: PositiveInt = 24 * 3600

@@ -1,0 +1,275 @@
+"""Conversations: their turns, an agent's index of them, ratings; read and written atomically.
+
+A conversation's keys share the hash tag `{<cid>}` (one slot); its turn is taken under a lease
+(`leases.py`) read in the same round trip as the history.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import IntEnum
+from typing import Any
+
+import msgspec
+
+from chatspark.config import StoreConfig
+from chatspark.store import scripts
+from chatspark.store.connection import Connection, ScriptCall
+from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
+from chatspark.store.layout import Layout
+from chatspark.store.leases import Lease
+
+log = logging.getLogger("chatspark.store")
+
+
+class StoredTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """One exchange as stored: the user's message and the assistant's complete answer."""
+
+    id: str  # the assistant message id; also what makes a retried write a no-op
+    user_id: str  # the user message id
+    query: str
+    response: str
+    model: str
+    created: int  # ms since the epoch, when the answer was complete
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    asked: int = 0  # ms since the epoch, when the message arrived (0 in turns stored before it existed)
+
+
+class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    agent_id: int
+    created: int
+    updated: int
+    turn_count: int
+    ttl_seconds: int
+    recent_turns: list[StoredTurn]  # oldest first, at most the number asked for
+
+
+class ConversationInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of an agent's conversation list."""
+
+    id: str
+    created: int
+    updated: int
+    ttl_seconds: int
+    stored_turns: int
+
+
+class TurnPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Stored turns of one conversation from a turn number on, with the ratings of its answers."""
+
+    created: int
+    updated: int
+    ttl_seconds: int
+    first_stored: int  # the number of the oldest turn still stored (older ones fell off the cap)
+    total: int  # turns ever appended; the next turn gets this number
+    turns: list[StoredTurn]
+    ratings: dict[str, str]
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    stored: bool  # False: this turn id was already stored by an earlier attempt
+    turn_count: int
+    created: int
+
+
+class RateOutcome(IntEnum):
+    """What RATE_MESSAGE answers."""
+
+    RATED = 1
+    NO_CONVERSATION = 0
+    NO_MESSAGE = -1
+    NOT_RATABLE = -2
+
+
+# What APPEND_TURN answers in its first field.
+_STORED, _ALREADY_STORED, _LEASE_LOST = 1, 0, -3
+
+_turn_decoder = msgspec.json.Decoder(StoredTurn)
+_encoder = msgspec.json.Encoder()
+
+
+class ConversationStore:
+    def __init__(self, redis: Connection, layout: Layout, config: StoreConfig) -> None:
+        self.redis = redis
+        self.layout = layout
+        self.config = config
+        self._lease_ms = int(config.lease_seconds * 1000)
+
+    async def load(self, cid: str, recent: int, lease: Lease | None = None) -> Conversation | None:
+        """The conversation's metadata and its last `recent` turns, in one round trip, taking
+        `lease` on it in the same trip. Raises LeaseTaken; a missing conversation's lease is let go."""
+        meta_key, turns_key, _ = self.layout.conversation(cid)
+
+        def read(pipe: Any) -> None:
+            if lease is not None:
+                pipe.set(self.layout.lease(cid), lease.token, nx=True, px=self._lease_ms)
+            pipe.hgetall(meta_key)
+            if recent > 0:
+                pipe.lrange(turns_key, -recent, -1)
+
+        replies = await self.redis.pipeline(read)
+        if lease is not None:
+            leased, replies = replies[0], replies[1:]
+            if not leased:
+                raise LeaseTaken(int(replies[0][b"agent"]) if replies[0] else None)
+        meta = replies[0]
+        if not meta:
+            if lease is not None:
+                await self.redis.script(scripts.RELEASE_LEASE, [self.layout.lease(cid)], [lease.token])
+            return None
+        return Conversation(
+            id=cid,
+            agent_id=int(meta[b"agent"]),
+            created=int(meta[b"created"]),
+            updated=int(meta[b"updated"]),
+            turn_count=int(meta[b"turns"]),
+            ttl_seconds=int(meta[b"ttl"]),
+            recent_turns=[_turn_decoder.decode(raw) for raw in (replies[1] if recent > 0 else [])],
+        )
+
+    async def append(
+        self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool, lease: Lease | None = None
+    ) -> AppendResult:
+        """Stores one complete turn, slides the conversation's TTL and gives up `lease`, in one round
+        trip together with the agent's conversation index. Safe to retry (the turn id makes it a
+        no-op). Raises LeaseTaken (fenced off: another turn took the lease) or ConversationGone.
+
+        The index is written first: an entry whose conversation is not (yet) stored is skipped by
+        listings and leaves the index when its expiry passes; a stored conversation missing from
+        the index would be unlisted and undeletable.
+        """
+        keys = [*self.layout.conversation_keys(cid), self.layout.lease(cid)]
+        args = [turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new),
+                lease.token if lease else ""]
+        index_keys = [self.layout.agent_conversations(agent_id), self.layout.agent_conversation_expiry(agent_id)]
+        index_args = [cid, turn.created, turn.created + ttl_seconds * 1000, turn.created, int(new)]
+        calls = [ScriptCall(scripts.INDEX_CONVERSATION, index_keys, index_args), ScriptCall(scripts.APPEND_TURN, keys, args)]
+        for attempt in range(1, self.config.write_attempts + 1):
+            try:
+                replies = await self.redis.scripts(calls)
+                failed = next((r for r in replies if isinstance(r, Exception)), None)
+                if failed is not None:
+                    raise StoreUnavailable() from failed
+                status, count, created = replies[1]
+                break
+            except StoreUnavailable as exc:
+                log.warning("turn write attempt %d failed: %s", attempt, exc.__cause__ or exc)
+                if attempt == self.config.write_attempts:
+                    raise
+        if status == _LEASE_LOST:
+            raise LeaseTaken(agent_id)
+        if status not in (_STORED, _ALREADY_STORED):
+            raise ConversationGone(cid)
+        return AppendResult(stored=status == _STORED, turn_count=int(count), created=int(created))
+
+    async def read_turns(self, cid: str, agent_id: int, first: int = 0, count: int = -1) -> TurnPage | None:
+        """Turns numbered `first` on (`count` of them, -1: all), atomically; None if no such conversation."""
+        meta, turns, _ = self.layout.conversation(cid)
+        reply = await self.redis.script(scripts.READ_TURNS, [meta, turns, self.layout.ratings(cid)], [first, count, agent_id])
+        if not reply:
+            return None
+        created, updated, ttl, total, first_stored, raw_turns, raw_ratings = reply
+        return TurnPage(
+            created=int(created),
+            updated=int(updated),
+            ttl_seconds=int(ttl),
+            first_stored=int(first_stored),
+            total=int(total),
+            turns=[_turn_decoder.decode(raw) for raw in raw_turns],
+            ratings={raw_ratings[i].decode(): raw_ratings[i + 1].decode() for i in range(0, len(raw_ratings), 2)},
+        )
+
+    async def rate(self, cid: str, agent_id: int, message_id: str, rating: str | None) -> RateOutcome:
+        meta, turns, tids = self.layout.conversation(cid)
+        keys = [meta, tids, self.layout.ratings(cid), turns]
+        return RateOutcome(int(await self.redis.script(scripts.RATE_MESSAGE, keys, [message_id, rating or "", agent_id])))
+
+    async def delete(self, cid: str, agent_id: int) -> bool:
+        deleted = await self.redis.script(scripts.DELETE_CONVERSATION, self.layout.conversation_keys(cid), [agent_id])
+
+        def unindex(pipe: Any) -> None:
+            pipe.zrem(self.layout.agent_conversations(agent_id), cid)
+            pipe.zrem(self.layout.agent_conversation_expiry(agent_id), cid)
+
+        await self.redis.pipeline(unindex)
+        return bool(deleted)
+
+
+class ConversationIndex:
+    """An agent's conversations: listed newest first, deleted together with the agent."""
+
+    def __init__(self, redis: Connection, layout: Layout) -> None:
+        self.redis = redis
+        self.layout = layout
+
+    async def list(self, agent_id: int, after: tuple[int, str] | None, limit: int) -> list[ConversationInfo]:
+        """Up to `limit` live conversations, newest first, strictly after (created, id) `after`.
+
+        Sorted by (created desc, id desc), so a position stays valid while conversations arrive
+        (newer ones sort before it) and expire (they just drop out).
+        """
+        index = self.layout.agent_conversations(agent_id)
+        found: list[ConversationInfo] = []
+        top: int | str = "+inf" if after is None else after[0]
+        offset = 0  # entries already read at score `top` (ties)
+        while len(found) < limit:
+            batch = limit - len(found) + 8
+            raw = await self.redis.run(
+                lambda r, t=top, o=offset, b=batch: r.zrevrangebyscore(index, t, "-inf", start=o, num=b, withscores=True)
+            )
+            candidates = []
+            for member, score in raw:
+                cid, created = member.decode(), int(score)
+                # Entries sharing the position's creation time sort by id, descending.
+                if after is not None and created == after[0] and cid >= after[1]:
+                    continue
+                candidates.append(cid)
+            found.extend(await self._rows(agent_id, candidates))
+            if len(raw) < batch:
+                break
+            last = int(raw[-1][1])
+            ties = sum(1 for _, score in raw if int(score) == last)
+            offset = offset + ties if last == top else ties
+            top = last
+        return found[:limit]
+
+    async def _rows(self, agent_id: int, cids: list[str]) -> list[ConversationInfo]:
+        """The rows of the conversations that are stored."""
+        if not cids:
+            return []
+
+        def read(pipe: Any) -> None:
+            for cid in cids:
+                meta, turns, _ = self.layout.conversation(cid)
+                pipe.hmget(meta, "agent", "created", "updated", "ttl")
+                pipe.llen(turns)
+
+        replies = await self.redis.pipeline(read)
+        rows = []
+        for i, cid in enumerate(cids):
+            (agent, created, updated, ttl), stored = replies[2 * i], replies[2 * i + 1]
+            # Expired, or its first turn still running: not listed (the expiry index trims it).
+            if agent is None or int(agent) != agent_id:
+                continue
+            rows.append(ConversationInfo(
+                id=cid, created=int(created), updated=int(updated), ttl_seconds=int(ttl), stored_turns=int(stored)
+            ))
+        return rows
+
+    async def delete_all(self, agent_id: int) -> int:
+        """Deletes every conversation of an agent and its index; returns how many were listed."""
+        index = self.layout.agent_conversations(agent_id)
+        deleted = 0
+        while cids := [c.decode() for c in await self.redis.run(lambda r: r.zrange(index, 0, 199))]:
+
+            def delete(pipe: Any, batch: list[str] = cids) -> None:
+                for cid in batch:
+                    pipe.delete(*self.layout.conversation_keys(cid))
+                pipe.zrem(index, *batch)
+
+            await self.redis.pipeline(delete)
+            deleted += len(cids)
+        await self.redis.run(lambda r: r.delete(index, self.layout.agent_conversation_expiry(agent_id)))
+        return deleted

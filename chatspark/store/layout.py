@@ -1,0 +1,106 @@
+"""Every Redis key Chatspark writes, with its type and TTL or owner; the scripts are in `scripts.py`.
+
+No other module formats a key (import-linter keeps the HTTP layer off this module). The keys of
+one conversation share the hash tag `{<cid>}` so a turn's read and write each land on one Redis
+Cluster slot in one round trip.
+
+| key                               | type   | TTL / owner                                             |
+|-----------------------------------|--------|---------------------------------------------------------|
+| {p}:conv:{<cid>}                  | hash   | agent, created, updated, turns, ttl; sliding agent TTL  |
+| {p}:conv:{<cid>}:turns            | list   | one JSON turn per item, oldest first, capped; same TTL  |
+| {p}:conv:{<cid>}:tids             | set    | ids of the stored turns (retried writes are no-ops)     |
+| {p}:conv:{<cid>}:ratings          | hash   | assistant message id -> rating; same TTL                |
+| {p}:conv:{<cid>}:lease            | string | token of the running turn; PX lease, renewed while it   |
+|                                   |        | runs, deleted by the turn's write or its release        |
+| {p}:turn:{<sha256>}               | hash   | idempotent chat turn: body digest, state; TTL 24 h      |
+| {p}:turn:{<sha256>}:events        | stream | its answer (SSE frames or the JSON body); TTL 24 h      |
+| {p}:turn:{<sha256>}:lease         | string | token of the replica running it; PX lease, renewed      |
+| {p}:agent:{<id>}:convs            | zset   | cid scored by creation ms (the list order); owned by    |
+|                                   |        | the agent (deleted with it); trimmed with the next one  |
+| {p}:agent:{<id>}:expiry           | zset   | cid scored by when it expires (moved by every turn);    |
+|                                   |        | expired entries leave both sets at each turn write      |
+| {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
+| {p:agents}:index                  | zset   | agent id scored by creation ms; owned with the agents   |
+| {p:agents}:seq                    | string | last agent id handed out (never reused)                 |
+| {p:agents}:seeded                 | set    | config agent ids seeded once (deleted stay deleted)     |
+| {p:agents}:idem:<sha256>          | string | POST /agents idempotency record; TTL 24 h               |
+| {p}:cursor-secret                 | string | HMAC key of list cursors; a singleton, never expires    |
+| {p}:key:{<sha256 of api key>}     | string | JSON key record; TTL expiry+30 d, or 30 d once revoked, |
+|                                   |        | else owned by `chatspark keys revoke`                   |
+| {p}:keys                          | hash   | key id -> sha256, owned by `chatspark keys`             |
+| {p}:key:{<sha256>}:rate           | zset   | the key's requests of the last minute; PX one window    |
+| {p}:key:{<sha256>}:used:<YYYY-MM> | string | completed turns that month; TTL the month + 62 days     |
+| {p}:key:{<sha256>}:held:<YYYY-MM> | zset   | credits held by running turns, scored by their expiry;  |
+|                                   |        | PX the hold time                                        |
+"""
+
+from __future__ import annotations
+
+# How long an expired or revoked key record stays, so a client hears EXPIRED/REVOKED, not INVALID.
+KEY_TOMBSTONE_SECONDS = 30 * 24 * 3600
+IDEMPOTENCY_SECONDS = 24 * 3600
+
+
+class Layout:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def conversation(self, cid: str) -> tuple[str, str, str]:
+        """(meta, turns, turn ids) of one conversation, all in the slot of `{cid}`."""
+        tag = f"{self.prefix}:conv:{{{cid}}}"
+        return tag, f"{tag}:turns", f"{tag}:tids"
+
+    def lease(self, cid: str) -> str:
+        return f"{self.prefix}:conv:{{{cid}}}:lease"
+
+    def idempotent_turn(self, digest: str) -> tuple[str, str, str]:
+        """(record, events, lease) of one idempotent chat turn, in the slot of `{digest}`."""
+        tag = f"{self.prefix}:turn:{{{digest}}}"
+        return tag, f"{tag}:events", f"{tag}:lease"
+
+    def ratings(self, cid: str) -> str:
+        return f"{self.prefix}:conv:{{{cid}}}:ratings"
+
+    def conversation_keys(self, cid: str) -> tuple[str, str, str, str]:
+        """Every key of one conversation (what a delete removes)."""
+        return (*self.conversation(cid), self.ratings(cid))
+
+    def agent_conversations(self, agent_id: int) -> str:
+        return f"{self.prefix}:agent:{{{agent_id}}}:convs"
+
+    def agent_conversation_expiry(self, agent_id: int) -> str:
+        return f"{self.prefix}:agent:{{{agent_id}}}:expiry"
+
+    # Agents share one hash tag: creating, seeding and deleting touch the record and the index
+    # atomically in one slot. Their number is small (an agent is configuration, not traffic).
+    def agent(self, agent_id: int) -> str:
+        return f"{{{self.prefix}:agents}}:agent:{agent_id}"
+
+    def agent_index(self) -> str:
+        return f"{{{self.prefix}:agents}}:index"
+
+    def agent_seq(self) -> str:
+        return f"{{{self.prefix}:agents}}:seq"
+
+    def agents_seeded(self) -> str:
+        return f"{{{self.prefix}:agents}}:seeded"
+
+    def agent_idempotency(self, digest: str) -> str:
+        return f"{{{self.prefix}:agents}}:idem:{digest}"
+
+    def cursor_secret(self) -> str:
+        return f"{self.prefix}:cursor-secret"
+
+    def api_key(self, key_hash: str) -> str:
+        return f"{self.prefix}:key:{{{key_hash}}}"
+
+    def rate_log(self, key_hash: str) -> str:
+        return f"{self.prefix}:key:{{{key_hash}}}:rate"
+
+    def credits(self, key_hash: str, month: str) -> tuple[str, str]:
+        """(used, held) credit counters of one key for one month (`2026-11`), in the key's slot."""
+        tag = f"{self.prefix}:key:{{{key_hash}}}"
+        return f"{tag}:used:{month}", f"{tag}:held:{month}"
+
+    def api_key_index(self) -> str:
+        return f"{self.prefix}:keys"

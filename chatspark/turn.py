@@ -1,0 +1,283 @@
+"""One conversation turn: load history → build the prompt → call the model → store the turn → answer.
+
+The turn is stored only once the answer is complete, and the answer (JSON body or `done` event)
+is released only after the store acknowledged the write. What a turn holds while it runs (its
+conversation's lease, a monthly credit) has one owner, `TurnResources`, released exactly once
+however the turn ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, aclosing
+
+import anyio
+import msgspec
+
+from backends.base import BackendError, ModelCall, TokenUsage
+from chatspark import errors
+from chatspark.agent_registry import AgentRegistry
+from chatspark.agents import Agent
+from chatspark.apikeys import Principal
+from chatspark.clock import iso, now_ms
+from chatspark.config import Config
+from chatspark.conversations import CONVERSATION_ID, not_found
+from chatspark.credits import Credits, Hold
+from chatspark.leases import LeaseKeeper
+from chatspark.models import ModelRouter
+from chatspark.prompt import PromptWindow, build_prompt
+from chatspark.schemas import ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone
+from chatspark.store import Store
+from chatspark.store.conversations import StoredTurn
+from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
+from chatspark.store.leases import Lease
+
+log = logging.getLogger("chatspark.turn")
+
+
+def new_conversation_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def new_message_id() -> str:
+    return "msg_" + secrets.token_urlsafe(16)
+
+
+class TurnResources:
+    """A running turn's conversation lease and credit. `release()` gives back whatever is still
+    held, shielded from cancellation; every later call is a no-op (the exit stack is empty)."""
+
+    def __init__(self, store: Store, keeper: LeaseKeeper, credits: Credits) -> None:
+        self._store = store
+        self._keeper = keeper
+        self._credits = credits
+        self._stack = AsyncExitStack()
+        self._lease: Lease | None = None  # while held
+        self._credit: Hold | None = None  # while held, not yet charged
+
+    async def hold_credit(self, caller: Principal) -> None:
+        self._credit = await self._credits.hold(caller)
+        if self._credit is not None:
+            self._stack.push_async_callback(self._release_credit)
+
+    def hold_lease(self, lease: Lease) -> None:
+        self._lease = lease
+        self._keeper.hold(lease)
+        self._stack.push_async_callback(self._release_lease)
+
+    @property
+    def lease(self) -> Lease | None:
+        return self._lease
+
+    async def stored(self) -> None:
+        """The turn's write gave its lease up (the store deleted it): the credit is spent."""
+        if self._lease is not None:
+            self._keeper.drop(self._lease)
+            self._lease = None
+        credit, self._credit = self._credit, None
+        if credit is not None:
+            await self._credits.charge(credit)
+
+    async def release(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stack.aclose()
+
+    async def _release_credit(self) -> None:
+        credit, self._credit = self._credit, None
+        if credit is not None:
+            await self._credits.release(credit)
+
+    async def _release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        self._keeper.drop(lease)
+        try:
+            await self._store.leases.release(lease)
+        except StoreUnavailable:
+            log.warning("could not release a conversation lease; it lapses by itself")
+
+
+class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
+    agent: Agent
+    conversation_id: str
+    is_new: bool
+    message: str
+    asked: int  # ms since the epoch
+    window: PromptWindow
+    call: ModelCall
+    resources: TurnResources
+
+
+class Turns:
+    def __init__(
+        self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry, leases: LeaseKeeper, credits: Credits
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.models = models
+        self.agents = agents
+        self.leases = leases
+        self.credits = credits
+
+    async def prepare(self, agent_id: int, request: ChatRequest, principal: Principal) -> PreparedTurn:
+        """Everything that can fail before the first byte: access, agent, message, credit, conversation."""
+        asked = now_ms()
+        principal.require_agent(agent_id)
+        agent = await self.agents.cached(agent_id)
+        model = self.models.models.get(agent.model_name)
+        if model is None:  # config.toml lost a model that a stored agent still names
+            raise errors.InternalError(f"This agent's model {agent.model_name!r} is not configured on this server.")
+        message = self._checked_message(request.message)
+        resources = TurnResources(self.store, self.leases, self.credits)
+        try:
+            await resources.hold_credit(principal)
+            conversation_id, is_new, history, stored_turns = await self._claim(request.conversation_id, agent, resources)
+            window = build_prompt(
+                instructions=agent.bot_personality,
+                history=history,
+                stored_turns=stored_turns,
+                message=message,
+                model=model,
+                max_turns=agent.history_turns,
+                max_history_tokens=agent.history_tokens,
+            )
+        except BaseException:
+            await resources.release()
+            raise
+        temperature = next(
+            t for t in (request.temperature, agent.temperature, self.config.default_temperature) if t is not None
+        )
+        call = ModelCall(
+            model=model, messages=window.messages, temperature=temperature, faq=tuple(agent.faq),
+            no_answer=agent.bot_no_answer,
+        )
+        return PreparedTurn(
+            agent=agent, conversation_id=conversation_id, is_new=is_new, message=message, asked=asked, window=window,
+            call=call, resources=resources,
+        )
+
+    async def _claim(
+        self, requested: str | None, agent: Agent, resources: TurnResources
+    ) -> tuple[str, bool, list[StoredTurn], int]:
+        """The conversation this turn continues (or a new one), its lease held in `resources` so no
+        other turn of it runs meanwhile: (id, is new, recent turns, stored turn count)."""
+        if requested is None:
+            lease = Lease("conversation", new_conversation_id())
+            await self.store.leases.take(lease)
+            resources.hold_lease(lease)
+            return lease.name, True, [], 0
+        if not CONVERSATION_ID.match(requested):
+            raise not_found()
+        lease = Lease("conversation", requested)
+        try:
+            conversation = await self.store.conversations.load(requested, agent.history_turns, lease)
+        except LeaseTaken as busy:
+            if busy.agent_id not in (None, agent.id):
+                raise not_found() from None
+            raise errors.ConversationBusy(headers={"retry-after": "1"}) from None
+        if conversation is None:
+            raise not_found()
+        resources.hold_lease(lease)
+        if conversation.agent_id != agent.id:
+            raise not_found()
+        stored_turns = min(conversation.turn_count, self.config.store.max_turns)
+        return requested, False, conversation.recent_turns, stored_turns
+
+    async def complete(self, turn: PreparedTurn) -> ChatResponse:
+        try:
+            try:
+                completion, model = await self.models.complete(turn.call)
+            except BackendError as exc:
+                raise errors.contract_error(exc) from exc
+            message_id, expires_at = await self._store(turn, completion.text, model.name, completion.usage)
+        finally:
+            await turn.resources.release()
+        return ChatResponse(
+            text=completion.text,
+            reply=completion.text,
+            conversation_id=turn.conversation_id,
+            model=model.name,
+            message_id=message_id,
+            usage=completion.usage,
+            expires_at=expires_at,
+            context=_context(turn.window),
+        )
+
+    async def stream(self, turn: PreparedTurn) -> AsyncIterator[StreamDelta | StreamDone]:
+        """Deltas as the model sends them, then `done` once the turn is stored. Raises ApiError."""
+        parts: list[str] = []
+        usage: TokenUsage | None = None
+        try:
+            stream = self.models.stream(turn.call)
+            try:
+                async with aclosing(stream.deltas()) as deltas:
+                    async for delta in deltas:
+                        if delta.usage is not None:
+                            usage = delta.usage
+                        if delta.text:
+                            parts.append(delta.text)
+                            yield StreamDelta(delta=delta.text, conversation_id=turn.conversation_id)
+            except BackendError as exc:
+                raise errors.contract_error(exc) from exc
+            assert usage is not None, "a backend's stream ends with its usage"
+            message_id, expires_at = await self._store(turn, "".join(parts), stream.model.name, usage)
+        finally:
+            await turn.resources.release()
+        yield StreamDone(
+            delta="",
+            conversation_id=turn.conversation_id,
+            done=True,
+            message_id=message_id,
+            model=stream.model.name,
+            usage=usage,
+            expires_at=expires_at,
+            context=_context(turn.window),
+        )
+
+    def _checked_message(self, message: str) -> str:
+        if not message.strip():
+            raise errors.ValidationFailed.field("message", "must be a non-empty string")
+        limit = self.config.server.max_message_chars
+        if len(message) > limit:
+            raise errors.ValidationFailed.field("message", f"must be at most {limit} characters")
+        return message
+
+    async def _store(self, turn: PreparedTurn, text: str, model: str, usage: TokenUsage) -> tuple[str, str]:
+        """Writes the complete turn; returns its message id and the conversation's new expiry."""
+        stored = StoredTurn(
+            id=new_message_id(),
+            user_id=new_message_id(),
+            query=turn.message,
+            response=text,
+            model=model,
+            created=now_ms(),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            asked=turn.asked,
+        )
+        ttl = turn.agent.conversation_ttl_seconds
+        try:
+            await self.store.conversations.append(
+                turn.conversation_id, turn.agent.id, stored, ttl_seconds=ttl, new=turn.is_new,
+                lease=turn.resources.lease,
+            )
+        except LeaseTaken:
+            raise errors.ConversationBusy(
+                "This turn ran past its conversation lease and another turn took over; its answer was not stored.",
+                headers={"retry-after": "1"},
+            ) from None
+        except ConversationGone:
+            raise errors.ResourceNotFound("The conversation expired or was deleted while the answer was generated.") from None
+        await turn.resources.stored()
+        return stored.id, iso(stored.created + ttl * 1000)
+
+
+def _context(window: PromptWindow) -> ContextReport:
+    return ContextReport(
+        turns_included=window.turns_included,
+        turns_dropped=window.turns_dropped,
+        history_tokens=window.history_tokens,
+    )
