@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from chatspark.config import StoreConfig
+from chatspark.store.config import StoreConfig
 from chatspark.store.errors import StoreUnavailable
 from chatspark.store.scripts import Script
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from chatspark.config import StoreConfig
+from chatspark.store.config import StoreConfig
 from chatspark.store import scripts
 from chatspark.store.connection import Connection, ScriptCall
 from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
