@@ -9,6 +9,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from backends.base import FaqEntry
 from chatspark.clock import iso
+from chatspark.wire import Request, Wire
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 Temperature = Annotated[float, Meta(ge=0, le=2)]
@@ -19,7 +20,7 @@ Short = Annotated[str, Meta(max_length=2_000)]
 TtlSeconds = Annotated[int, Meta(ge=1, le=10 * 365 * 24 * 3600)]
 
 
-class Agent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+class Agent(Wire, forbid_unknown_fields=True):
     """An agent as stored (and as `config.toml` seeds it). Field names follow the public API."""
 
     id: PositiveInt
@@ -58,7 +59,7 @@ class Agent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="ca
         return self.bot_name or self.name
 
 
-class AgentChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+class AgentChanges(Request):
     """The body of POST (where `name` is required) and PATCH (only the fields sent change)."""
 
     name: Name | UnsetType = UNSET
@@ -90,7 +91,7 @@ def apply(agent: Agent, changes: AgentChanges, now: int) -> Agent:
     return msgspec.structs.replace(agent, **changes.sent(), updated_at=now)
 
 
-class AgentSummary(msgspec.Struct, kw_only=True, rename="camel"):
+class AgentSummary(Wire):
     id: int
     name: str
     bot_name: str
@@ -103,7 +104,7 @@ class AgentSummary(msgspec.Struct, kw_only=True, rename="camel"):
     updated_at: str
 
 
-class AgentDetail(AgentSummary, kw_only=True, rename="camel"):
+class AgentDetail(AgentSummary):
     bot_personality: str
     bot_no_answer: str
     welcome_message: str

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from chatspark.errors import ValidationFailed
+from chatspark.schemas import decode_query
 
 Limit = Annotated[int, Meta(ge=1, le=100)]
 DEFAULT_LIMIT = 20
@@ -61,21 +62,13 @@ class Cursors:
         return position
 
 
-class PageQuery(msgspec.Struct, frozen=True):
-    limit: int
-    cursor: str | None
+class PageQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The query string of every list endpoint; any other parameter is refused."""
+
+    limit: Limit = DEFAULT_LIMIT
+    cursor: str | None = None  # a cursor this service issued (`nextCursor`); empty means none
 
 
 def page_query(params: Mapping[str, str]) -> PageQuery:
-    """`limit` (1–100, default 20) and `cursor` from a query string; other parameters are refused."""
-    unknown = sorted(set(params) - {"limit", "cursor"})
-    if unknown:
-        raise ValidationFailed.field(unknown[0], "is not a known parameter")
-    raw_limit = params.get("limit")
-    limit = DEFAULT_LIMIT
-    if raw_limit is not None:
-        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-            raise ValidationFailed.field("limit", "must be an integer from 1 to 100")
-        limit = int(raw_limit)
-    cursor = params.get("cursor") or None
-    return PageQuery(limit=limit, cursor=cursor)
+    query = decode_query(params, PageQuery)
+    return msgspec.structs.replace(query, cursor=None) if query.cursor == "" else query

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
@@ -11,18 +12,11 @@ from msgspec import Meta
 from backends.base import TokenUsage
 from chatspark.agents import AgentDetail, AgentSummary
 from chatspark.errors import ErrorBody, ValidationFailed
+from chatspark.wire import Request, Wire
 
 T = TypeVar("T")
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
-
-
-class Wire(msgspec.Struct, kw_only=True, rename="camel"):
-    """The base of every body the API sends or takes: keyword-only, camelCase on the wire."""
-
-
-class Request(Wire, forbid_unknown_fields=True):
-    """A body a client sends: an unknown field is an error, not silently dropped."""
 
 
 class ChatRequest(Request):
@@ -71,9 +65,6 @@ class StreamFailure(Wire):
     delta: str
     conversation_id: str
     error: ErrorBody
-
-
-StreamEvent = StreamDelta | StreamDone | StreamFailure
 
 
 class Health(Wire):
@@ -165,6 +156,16 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         raise ValidationFailed.field(field, problem) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise ValidationFailed.field("body", "must be a JSON object encoded as UTF-8") from None
+
+
+def decode_query(params: Mapping[str, str], kind: type[T]) -> T:
+    """Validates a query string with a msgspec type, as bodies are (strings converted to its fields'
+    types), naming the bad parameter under `details.fields`."""
+    try:
+        return msgspec.convert(dict(params), type=kind, strict=False)
+    except msgspec.ValidationError as exc:
+        field, problem = _describe(str(exc))
+        raise ValidationFailed.field(field, problem.replace("known field", "known parameter")) from None
 
 
 def _describe(error: str) -> tuple[str, str]:

@@ -17,7 +17,6 @@ from starlette.types import Receive, Scope, Send
 log = logging.getLogger("chatspark.sse")
 
 PING = b": ping\n\n"
-DONE = b"data: [DONE]\n\n"
 
 HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
