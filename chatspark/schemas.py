@@ -153,7 +153,7 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         field, problem = _describe(str(exc))
-        raise ValidationFailed.field(field, problem) from None
+        raise ValidationFailed.field(field, _with_choices(problem, kind, field)) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise ValidationFailed.field("body", "must be a JSON object encoded as UTF-8") from None
 
@@ -180,3 +180,37 @@ def _describe(error: str) -> tuple[str, str]:
         field = f"{path}.{named['field']}" if path else named["field"]
         return field, "is required" if named["what"] == "missing required" else "is not a known field"
     return path or "body", error
+
+
+def _with_choices(problem: str, kind: type, field: str) -> str:
+    """"Invalid enum value 'good'" names what the field takes: "… (one of: 'positive', 'negative')"."""
+    if not problem.startswith("Invalid enum value"):
+        return problem
+    choices = _literal_values(msgspec.inspect.type_info(kind), field.split("."))
+    if not choices:
+        return problem
+    return f"{problem} (one of: {', '.join(repr(c) for c in choices)})"
+
+
+def _literal_values(info: msgspec.inspect.Type, path: list[str]) -> list[object]:
+    """The Literal values at `path` (encoded field names, `[n]` indexes) inside a type, if any."""
+    for node in _alternatives(info):
+        if not path:
+            if isinstance(node, msgspec.inspect.LiteralType):
+                return list(node.values)
+            continue
+        head, _, index = path[0].partition("[")
+        if isinstance(node, msgspec.inspect.StructType):
+            for f in node.fields:
+                if f.encode_name == head:
+                    inner = f.type
+                    if index and isinstance(inner, msgspec.inspect.ListType):
+                        inner = inner.item_type
+                    found = _literal_values(inner, path[1:])
+                    if found:
+                        return found
+    return []
+
+
+def _alternatives(info: msgspec.inspect.Type) -> list[msgspec.inspect.Type]:
+    return list(info.types) if isinstance(info, msgspec.inspect.UnionType) else [info]

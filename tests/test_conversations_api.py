@@ -209,6 +209,8 @@ def test_feedback_errors(client, agent):  # type: ignore[no-untyped-def]
     for body in ({"rating": "great"}, {}, {"rating": "positive", "extra": 1}):
         bad = client.post(f"{base}/{answer_id}/feedback", json=body)
         assert bad.status_code == 400, body
+    great = client.post(f"{base}/{answer_id}/feedback", json={"rating": "great"}).json()["error"]
+    assert great["details"]["fields"]["rating"] == ["Invalid enum value 'great' (one of: 'negative', 'positive')"]
 
 
 def test_unknown_agent_or_conversation(client, agent):  # type: ignore[no-untyped-def]
