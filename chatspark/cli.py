@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import sys
 from datetime import UTC, datetime
@@ -14,7 +15,8 @@ from chatspark import logs
 from chatspark.apikeys import SCOPES, mint_key
 from chatspark.clock import iso, now_ms
 from chatspark.config import Config, ConfigError, load_config
-from chatspark.store import Store, open_store
+from chatspark.store import Store, open_store, safe_url
+
 from chatspark.store.errors import StoreUnavailable
 from chatspark.store.keys import ApiKeyRecord
 
@@ -109,7 +111,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def _keys_create(args: argparse.Namespace, config: Config) -> int:
-    agents = [int(a) for a in args.agents.split(",") if a.strip()] if args.agents else None
+    agents = _agent_ids(args.agents) if args.agents else None
     scopes = [s for group in args.scopes for s in group.split(",") if s] if args.scopes else None
     expires = _parse_expiry(args.expires) if args.expires else None
     rate = _limit(args.rate_limit, config.limits.rate_presets, "--rate-limit") if args.rate_limit else None
@@ -161,7 +163,25 @@ def _cap(record: ApiKeyRecord, config: Config) -> str:
     return "unlimited" if cap == 0 else str(cap)
 
 
+def _agent_ids(text: str) -> list[int]:
+    ids = []
+    for part in (p.strip() for p in text.split(",")):
+        digits = part.removeprefix("ag_")
+        if not digits.isascii() or not digits.isdigit() or int(digits) < 1:
+            raise ValueError("--agents takes agent ids separated by commas, e.g. --agents 1,2 (or ag_1,ag_2)")
+        ids.append(int(digits))
+    return ids
+
+
+_KEY_ID = re.compile(r"^key_[0-9a-f]{1,32}$")
+
+
 def _keys_revoke(args: argparse.Namespace, config: Config) -> int:
+    if not _KEY_ID.match(args.key_id):
+        # Never echo it back: people paste the secret key here.
+        what = "the key itself" if args.key_id.startswith(("cs_", "sk")) else "not a key id"
+        raise ValueError(f"`keys revoke` takes a key id like key_0123456789ab (see `chatspark keys list`); that was {what}")
+
     async def revoke(store: Store) -> str:
         record = await store.keys.find(args.key_id)
         if record is None:
@@ -180,6 +200,9 @@ def _keys_revoke(args: argparse.Namespace, config: Config) -> int:
 
 
 def _with_store(config: Config, action):  # type: ignore[no-untyped-def]
+    # The command says itself what went wrong (see _explain); the store's own log lines are for servers.
+    logging.getLogger("chatspark.store").setLevel(logging.CRITICAL)
+
     async def run():  # type: ignore[no-untyped-def]
         store: Store = await open_store(config.store)
         try:
@@ -212,7 +235,11 @@ def _parse_expiry(text: str) -> int:
 
 def _explain(exc: Exception, config: Config) -> str:
     if isinstance(exc, StoreUnavailable):
-        return f"cannot reach Redis ({exc.__cause__}); keys live in Redis: start it or set REDIS_URL"
+        return (
+            f"cannot reach Redis at {safe_url(config.store.url)}: keys live in Redis; start it or set REDIS_URL.\n"
+            "  Running `make run` (serve --dev) without Redis? It uses the embedded in-process store, which\n"
+            "  this command cannot reach: use the dev key that `make run` printed at start."
+        )
     return str(exc)
 
 

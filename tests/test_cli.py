@@ -124,3 +124,32 @@ def test_keys_create_takes_rate_and_cap_presets_and_numbers(cli_env):  # type: i
     assert "rate limit: 7/min  monthly cap: unlimited" in created.stdout
     refused = run("keys", "create", "--rate-limit", "huge", env=cli_env)
     assert refused.returncode != 0 and "--rate-limit" in refused.stderr
+
+
+def test_revoking_twice_says_already_revoked(cli_env):  # type: ignore[no-untyped-def]
+    created = run("keys", "create", "--test", env=cli_env)
+    key_id = re.search(r"id: (key_[0-9a-f]+)", created.stdout)[1]
+    assert run("keys", "revoke", key_id, env=cli_env).stdout.strip() == f"revoked {key_id}"
+    again = run("keys", "revoke", key_id, env=cli_env)
+    assert again.returncode == 0 and again.stdout.strip() == f"already revoked {key_id}"
+
+
+def test_revoke_never_echoes_a_secret_key_pasted_by_mistake(cli_env):  # type: ignore[no-untyped-def]
+    created = run("keys", "create", "--test", env=cli_env)
+    plain = created.stdout.strip().splitlines()[-1]
+    refused = run("keys", "revoke", plain, env=cli_env)
+    assert refused.returncode != 0 and "key id" in refused.stderr
+    assert plain not in refused.stdout + refused.stderr and plain[8:20] not in refused.stdout + refused.stderr
+
+
+def test_bad_agent_ids_get_a_plain_message(cli_env):  # type: ignore[no-untyped-def]
+    refused = run("keys", "create", "--agents", "a,b", env=cli_env)
+    assert refused.returncode != 0 and "--agents takes agent ids" in refused.stderr
+    assert "invalid literal" not in refused.stderr
+
+
+def test_keys_without_redis_say_how_to_get_a_key_without_log_noise(cli_env, unreachable_redis_url):  # type: ignore[no-untyped-def]
+    failed = run("keys", "list", env={**cli_env, "REDIS_URL": unreachable_redis_url})
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("chatspark: cannot reach Redis") and "dev key" in failed.stderr
+    assert "WARNING" not in failed.stderr and "ERROR" not in failed.stderr
