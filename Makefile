@@ -11,16 +11,19 @@ install: $(STAMP)
 $(STAMP): pyproject.toml uv.lock .ci/uv-bootstrap.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r .ci/uv-bootstrap.txt
-	$(UV) sync --frozen --quiet
+	@# Bytecode compiled once here, so the first `make run` does not compile litellm (seconds).
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@# litellm had poisoned releases that dropped .pth files: fail loudly on any we did not expect.
 	@stray=$$(find $(VENV) -name '*.pth' ! -name '__editable__*' ! -name 'distutils-precedence.pth' ! -name '_virtualenv.pth'); \
 	  if [ -n "$$stray" ]; then echo "unexpected .pth files (they run code at every start): $$stray"; exit 1; fi
 	@touch $(STAMP)
 
+# `make run PORT=8080` to listen elsewhere (default: server.port of config.toml, 8000).
 run: install
-	$(VENV)/bin/chatspark serve --dev
+	$(VENV)/bin/chatspark serve --dev $(if $(PORT),--port $(PORT))
 
 test: install
+	@sh tests/setup.sh
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Chatspark vs LiteLLM proxy on one fake upstream (bench/README.md); BENCH_ARGS=--quick for ~2 minutes.

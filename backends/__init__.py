@@ -12,8 +12,13 @@ from backends.base import Backend
 KNOWN = ("local", "litellm", "openai")
 
 
-def load_backend(name: str) -> Backend:
+def import_backend(name: str) -> None:
+    """Imports a backend's module (the slow part for litellm; safe in a worker thread)."""
     if name not in KNOWN:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(KNOWN)}")
-    module = importlib.import_module(f"backends.{name}")
-    return module.create()
+    importlib.import_module(f"backends.{name}")
+
+
+def load_backend(name: str) -> Backend:
+    import_backend(name)
+    return importlib.import_module(f"backends.{name}").create()

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from backends import KNOWN as KNOWN_BACKENDS
 from backends.base import ModelSettings
 from chatspark.agents import Agent
 from chatspark.store.config import StoreConfig
@@ -126,6 +127,8 @@ def _check(config: Config) -> None:
         if agent.model_name not in config.models:
             raise ConfigError(f"agent {agent.id} uses model {agent.model_name!r}, which [models] does not define")
     for model in config.models.values():
+        if model.backend not in KNOWN_BACKENDS:
+            raise ConfigError(f"model {model.name!r}: unknown backend {model.backend!r} (known: {', '.join(KNOWN_BACKENDS)})")
         for fallback in model.fallbacks:
             if fallback not in config.models:
                 raise ConfigError(f"model {model.name!r} falls back to {fallback!r}, which [models] does not define")

@@ -6,33 +6,57 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
+import anyio
+import anyio.to_thread
 import msgspec
 
-from backends import load_backend
+from backends import import_backend, load_backend
 from backends.base import Backend, BackendError, Completion, Delta, ModelCall, ModelSettings
 
 log = logging.getLogger("chatspark.models")
 
 
 class ModelRouter:
-    def __init__(self, models: dict[str, ModelSettings], backends: dict[str, Backend]) -> None:
+    """Backends are imported on first need, off the event loop: `warm()` (started in the background
+    at start) imports and warms every configured one, so litellm's ~3 s import never delays
+    readiness; a turn that needs a backend still loading waits for it."""
+
+    def __init__(self, models: dict[str, ModelSettings]) -> None:
         self.models = models
-        self.backends = backends
+        self._backends: dict[str, Backend] = {}
+        self._loading: dict[str, anyio.Event] = {}
 
-    @classmethod
-    def load(cls, models: dict[str, ModelSettings]) -> ModelRouter:
-        """Imports only the backends that configured models use (litellm costs ~3 s and ~190 MB)."""
-        backends = {name: load_backend(name) for name in sorted({m.backend for m in models.values()})}
-        return cls(models, backends)
+    async def backend(self, name: str) -> Backend:
+        loaded = self._backends.get(name)
+        if loaded is not None:
+            return loaded
+        loading = self._loading.get(name)
+        if loading is not None:
+            await loading.wait()
+            if name in self._backends:
+                return self._backends[name]
+        done = self._loading[name] = anyio.Event()
+        try:
+            # The import is the slow part; creating and warming the backend needs the event loop.
+            await anyio.to_thread.run_sync(import_backend, name)
+            backend = load_backend(name)
+            for model in self.models.values():
+                warm = getattr(backend, "warmup", None)
+                if model.backend == name and warm is not None:
+                    await warm(model)
+            self._backends[name] = backend
+            return backend
+        finally:
+            del self._loading[name]
+            done.set()
 
-    async def warmup(self) -> None:
-        for model in self.models.values():
-            warm = getattr(self.backends[model.backend], "warmup", None)
-            if warm is not None:
-                await warm(model)
+    async def warm(self) -> None:
+        """Every configured model's backend, imported and warmed (the lightest first)."""
+        for name in sorted({m.backend for m in self.models.values()}, key=lambda n: n != "local"):
+            await self.backend(name)
 
     async def aclose(self) -> None:
-        for backend in self.backends.values():
+        for backend in self._backends.values():
             await backend.aclose()
 
     def chain(self, name: str) -> list[ModelSettings]:
@@ -45,7 +69,7 @@ class ModelRouter:
         chain = self.chain(call.model.name)
         for position, model in enumerate(chain):
             try:
-                completion = await self.backends[model.backend].complete(msgspec.structs.replace(call, model=model))
+                completion = await (await self.backend(model.backend)).complete(msgspec.structs.replace(call, model=model))
                 return completion, model
             except BackendError as exc:
                 if not exc.retryable or position == len(chain) - 1:
@@ -76,7 +100,7 @@ class FallbackStream:
         for position, model in enumerate(chain):
             self.model = model
             started = False
-            stream = self._router.backends[model.backend].stream(msgspec.structs.replace(self._call, model=model))
+            stream = (await self._router.backend(model.backend)).stream(msgspec.structs.replace(self._call, model=model))
             try:
                 async with aclosing(stream) as deltas:  # type: ignore[type-var]
                     async for delta in deltas:

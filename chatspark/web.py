@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,7 +21,7 @@ from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
 from chatspark.api.openapi import openapi
-from chatspark.apikeys import mint_key
+from chatspark.apikeys import hash_key, mint_key
 from chatspark.clock import now_ms
 from chatspark.config import Config
 from chatspark.conversations import Conversations
@@ -32,12 +33,14 @@ from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
-from chatspark.store import Store, open_store
+from chatspark.store import Store, open_store, safe_url
 from chatspark.turn import Turns
 
 log = logging.getLogger("chatspark")
 
 DEV_KEY_HOURS = 24
+# Where `make run` keeps its dev key between starts (the working directory; git ignores it).
+DEV_KEY_FILE = Path(".chatspark-dev-key")
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 
 
@@ -48,8 +51,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(config.store, fall_back_to_memory=fall_back_to_memory)
-        models = ModelRouter.load(config.models)
-        await models.warmup()
+        models = ModelRouter(config.models)
         agents = AgentRegistry(store.agents, config.models, seed=config.agents)
         seeded = await agents.seed()
         cursors = Cursors(store.cursor_secret)
@@ -71,7 +73,8 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             if dev_key:
                 await _print_dev_key(store, config.server.port)
             log.info("ready: %d configured agents (%d new in the store), models %s, store %s", len(config.agents),
-                     seeded, ", ".join(config.models), "EMBEDDED" if store.embedded else "redis")
+                     seeded, ", ".join(config.models),
+                     "EMBEDDED (in this process only)" if store.embedded else safe_url(store.config.url))
             keeper = anyio.CancelScope()
 
             async def keep_leases() -> None:
@@ -79,6 +82,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                     await leases.run()
 
             tasks.start_soon(keep_leases)
+            tasks.start_soon(_warm, models)  # litellm's import (seconds) does not delay readiness
             drain.install()
             try:
                 yield
@@ -112,20 +116,48 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
     return RequestContext(drain)
 
 
+async def _warm(models: ModelRouter) -> None:
+    try:
+        await models.warm()
+    except Exception:  # a turn on that backend will try again and answer the error
+        log.exception("could not load a model backend")
+
+
 async def _print_dev_key(store: Store, port: int) -> None:
-    # No monthly cap: a laptop session should not run into the test-mode default of 100 turns.
-    plain, record = mint_key(
-        "test", expires_ms=now_ms() + DEV_KEY_HOURS * 3600 * 1000, name="dev key (make run)", monthly_cap=0
-    )
-    await store.keys.put(record)
+    plain, reused = await _dev_key(store)
     # Printed, not logged: a key must never reach a log pipeline.
     print(
-        f"\n  Dev API key (test mode, every scope, expires in {DEV_KEY_HOURS} h):\n\n    {plain}\n\n"
+        f"\n  Dev API key (test mode, every scope, {'still valid, reused' if reused else 'new'}; expires within "
+        f"{DEV_KEY_HOURS} h; kept in {DEV_KEY_FILE}):\n\n    {plain}\n\n"
         f"  Try: curl -s localhost:{port}/api/v1/agents/1/chat -H 'Authorization: Bearer {plain}' "
         "-H 'content-type: application/json' -d '{\"message\": \"When are you open?\"}'\n",
         file=sys.stdout,
         flush=True,
     )
+
+
+async def _dev_key(store: Store) -> tuple[str, bool]:
+    """The dev key of the last `make run` if the store still holds it for another hour (so restarts
+    keep one key instead of minting one each), else a new one."""
+    try:
+        plain = DEV_KEY_FILE.read_text().strip()
+    except OSError:
+        plain = ""
+    if plain:
+        record = await store.keys.get(hash_key(plain))
+        if record is not None and record.revoked is None and (record.expires or 0) > now_ms() + 3600 * 1000:
+            return plain, True
+    # No monthly cap: a laptop session should not run into the test-mode default of 100 turns.
+    plain, record = mint_key(
+        "test", expires_ms=now_ms() + DEV_KEY_HOURS * 3600 * 1000, name="dev key (make run)", monthly_cap=0
+    )
+    await store.keys.put(record)
+    try:
+        DEV_KEY_FILE.touch(mode=0o600)
+        DEV_KEY_FILE.write_text(plain + "\n")
+    except OSError:
+        pass  # a read-only checkout: the key is printed anyway
+    return plain, False
 
 
 def app_from_environment() -> ASGIApp:
@@ -136,4 +168,7 @@ def app_from_environment() -> ASGIApp:
 
     config = load_config()
     logs.configure(config.server.log_level)
+    # RequestContext writes the one access line per request (with its request id); under plain
+    # `uvicorn app:app` uvicorn's own access log would repeat every request.
+    logging.getLogger("uvicorn.access").disabled = True
     return create_app(config)
