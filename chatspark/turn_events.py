@@ -44,7 +44,10 @@ async def turn_frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[Frame]:
             error = StreamingError()
         event_id += 1
         status = error.status
-        yield Frame(event_id, frame(event_id, failure(turn.conversation_id, error)))
+        # A new conversation exists only once its first turn is stored: a failed first turn names
+        # no conversation (its id would answer 404).
+        conversation_id = "" if turn.is_new else turn.conversation_id
+        yield Frame(event_id, frame(event_id, failure(conversation_id, error)))
     finally:
         await turn.resources.release()
     yield Frame(event_id + 1, frame(event_id + 1, b"[DONE]"), status)

@@ -95,9 +95,19 @@ def test_a_stream_dropped_midway_ends_with_an_error_and_stores_nothing(client, s
     got = events(raw)
     deltas = [e for e in got if isinstance(e, dict) and "error" not in e]
     assert len(deltas) == 2
+    assert got[-2]["conversationId"] == cid  # a stored conversation: it is named
     assert got[-2]["error"]["details"] == {"cause": "UPSTREAM_ERROR"}
     assert not any(isinstance(e, dict) and e.get("done") for e in got)
     assert stored_turns(server, raw_redis, cid) == 1
+
+
+def test_a_failed_first_turn_names_no_conversation(client, fake_openai):  # type: ignore[no-untyped-def]
+    fake_openai.enqueue(drop_mid_stream(after_chunks=2))
+    _, raw = read_stream(client, 2, message="one two three four five six")
+    got = events(raw)
+    cid = got[0]["conversationId"]
+    assert got[-2]["error"]["code"] == "STREAMING_ERROR" and got[-2]["conversationId"] == ""
+    assert client.get(f"/api/v1/agents/2/conversations/{cid}").status_code == 404  # never stored
 
 
 def test_a_stream_with_a_non_sse_body_is_an_error_not_an_empty_answer(client, fake_openai):  # type: ignore[no-untyped-def]
