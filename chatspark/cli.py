@@ -74,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
+    import socket
+
     import uvicorn
+    from starlette.types import ASGIApp
+    from uvicorn.supervisors import Multiprocess
 
     from chatspark.web import create_app
 
@@ -98,11 +102,23 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.dev and server.workers > 1:
         print("chatspark: --dev runs one worker (the embedded store lives in one process)", file=sys.stderr)
     if args.dev or server.workers == 1:
-        app = create_app(config, allow_embedded=args.dev, dev_key=args.dev)
-        uvicorn.run(app, **options)
+        app: ASGIApp | str = create_app(config, allow_embedded=args.dev, dev_key=args.dev)
     else:
         # Each worker is a fresh (spawned) process building the app from the same configuration.
-        uvicorn.run("chatspark.web:app_from_environment", factory=True, workers=server.workers, **options)
+        app = "chatspark.web:app_from_environment"
+        options |= {"factory": True, "workers": server.workers}
+    if not server.socket_send_buffer:
+        uvicorn.run(app, **options)
+        return 0
+    # uvicorn has no SO_SNDBUF option: bind the listening socket here, as uvicorn.run would, and hand
+    # it over; on Linux every connection it accepts inherits the size (and loses the autotuning).
+    settings = uvicorn.Config(app, **options)
+    listener = settings.bind_socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.socket_send_buffer)
+    if settings.workers > 1:
+        Multiprocess(settings, sockets=[listener]).run()
+    else:
+        uvicorn.Server(settings).run(sockets=[listener])
     return 0
 
 
