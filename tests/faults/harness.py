@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,119 @@ class FaultyUpstream(FakeOpenAI):
             raise ConnectionResetError("injected reset")
         return await super()._respond(reader, writer, body, behaviour)
 
+    # --- what UpstreamProcess calls over its pipe (from another thread than the server's) ---
+
+    def set_mix(self, weights: dict[str, float]) -> None:
+        self.plan.set_mix(**weights)
+
+    def enqueue(self, behaviours: tuple[Behaviour, ...]) -> None:
+        self.plan.queue.extend(behaviours)
+
+    def clear_queue(self) -> None:
+        self.plan.queue.clear()
+
+    def stats(self) -> UpstreamStats:
+        return UpstreamStats(
+            requests_seen=self.requests_seen, injected=dict(self.plan.injected),
+            closed_streams=len(self.closed_streams),
+        )
+
+
+@dataclass(frozen=True)
+class UpstreamStats:
+    requests_seen: int
+    injected: dict[str, int]  # faults injected so far, by kind
+    closed_streams: int  # client disconnects seen while an answer was pending or streaming
+
+
+class UpstreamProcess:
+    """A FaultyUpstream in a process of its own, driven over a socket pair, so that its work (~200
+    chunks a second per long stream) does not take the load generator's GIL from the clients it
+    measures."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
+        self.port = 0
+        self._lock = threading.Lock()  # one call on the pipe at a time
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 30) -> UpstreamProcess:
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from tests.faults.harness import serve_upstream; "
+             "serve_upstream(int(sys.argv[1]), int(sys.argv[2]))", str(theirs.fileno()), str(self.seed)],
+            pass_fds=[theirs.fileno()], cwd=REPO,
+        )
+        theirs.close()
+        self._pipe = Connection(ours.detach())
+        if not self._pipe.poll(timeout):
+            self.process.kill()
+            raise RuntimeError("the fake upstream's process did not start")
+        self.port = self._pipe.recv()
+        return self
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _call(self, command: str, *args: Any) -> Any:
+        with self._lock:
+            self._pipe.send((command, args))
+            if not self._pipe.poll(10):
+                raise RuntimeError(f"the fake upstream's process did not answer {command}")
+            result = self._pipe.recv()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def set_mix(self, **weights: float) -> None:
+        """Probability of each fault per upstream request (`429=0.05, slow=0.02, …`); the rest answer."""
+        self._call("set_mix", weights)
+
+    def quiet(self) -> None:
+        self._call("set_mix", {})
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """The next requests' behaviours, in order, before the plan's own choice."""
+        self._call("enqueue", behaviours)
+
+    def clear_queue(self) -> None:
+        self._call("clear_queue")
+
+    def stats(self) -> UpstreamStats:
+        return self._call("stats")  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._pipe.close()  # the process stops when its end of the pipe closes
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+
+def serve_upstream(fd: int, seed: int) -> None:
+    """The fake upstream's process: serves, and answers UpstreamProcess's calls on the socket `fd`,
+    until the test process closes its end."""
+    pipe = Connection(fd)
+    upstream = FaultyUpstream(FaultPlan(seed)).start()
+    pipe.send(upstream.port)
+    try:
+        while True:
+            command, args = pipe.recv()
+            assert command in ("set_mix", "enqueue", "clear_queue", "stats"), command
+            try:
+                result = getattr(upstream, command)(*args)
+            except Exception as exc:  # raised again in the test process
+                result = exc
+            pipe.send(result)
+    except EOFError:
+        pass
+    finally:
+        upstream.stop()
+
 
 # --- the service ---------------------------------------------------------------------------------
 
@@ -374,15 +488,15 @@ class Rig:
     """One private Redis, one faulty upstream, one service on them, and a key."""
 
     redis: PrivateRedis
-    plan: FaultPlan
-    upstream: FaultyUpstream
+    upstream: UpstreamProcess
     service: ServiceProcess
     key: str
     workdir: Path
 
     def check_alive(self) -> None:
         assert self.service.alive(), f"the service died: {self.service.log_tail()}"
+        assert self.upstream.alive(), "the fake upstream's process died"
         if self.redis.process is None or self.redis.process.poll() is not None:
             self.redis.restart()
-        self.plan.quiet()
-        self.plan.queue.clear()
+        self.upstream.quiet()
+        self.upstream.clear_queue()

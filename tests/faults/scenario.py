@@ -82,7 +82,7 @@ def run(rig: Rig, name: str, profile: LoadProfile, seconds: float, script: Scrip
         slow_readers: int = 0, seed: int = 1, record: bool = True, readers_first: float = 0.0) -> Outcome:
     """`readers_first`: seconds the slow readers trickle before the load starts (to fill their buffers)."""
     before_rss, before_fds = quiescent_sample(rig, settle=0.5)
-    injected_before = dict(rig.plan.injected)
+    injected_before = rig.upstream.stats().injected
     ledger = Ledger()
     load = Load(rig.service.base_url, rig.key, ledger, profile, seed=seed)
     current = Run(rig, ledger, load, time.monotonic())
@@ -111,7 +111,8 @@ def run(rig: Rig, name: str, profile: LoadProfile, seconds: float, script: Scrip
     verdict = read_back(rig.service.base_url, rig.key, ledger)
     with rig.redis.client() as raw:
         integrity = store_integrity(raw, PREFIX)
-    faults = {k: v - injected_before.get(k, 0) for k, v in rig.plan.injected.items() if v - injected_before.get(k, 0)}
+    injected = rig.upstream.stats().injected
+    faults = {k: v - injected_before.get(k, 0) for k, v in injected.items() if v - injected_before.get(k, 0)}
     refused = ledger.by_agent[AGENT_REFUSED] + ledger.by_agent[AGENT_REFUSED_FIRST]
     faults = {**faults, **current.extra_faults, **({"refused port": refused} if refused else {}),
               **({"slow reader": slow_readers} if slow_readers else {})}

@@ -23,7 +23,7 @@ FLOOR = 0.05  # seconds: a p99 below this counts as this (noise, not starvation)
 def test_slow_readers_do_not_starve_other_clients(fresh_rig: Rig, seconds, workers, readers):  # type: ignore[no-untyped-def]
     profile = LoadProfile(workers=workers, clean=True, agents={AGENT_LITELLM: 1, AGENT_DIRECT: 1},
                           idempotent_share=0.0, shared_share=0.0)
-    closed_before = len(fresh_rig.upstream.closed_streams)
+    closed_before = fresh_rig.upstream.stats().closed_streams
     baseline = scenario.run(fresh_rig, "baseline", profile, seconds, record=False)
     # The readers first trickle long enough for the service's writes to them to back up: what is
     # measured is stalled readers, not the CPU their answers cost while the buffers fill.
@@ -35,9 +35,9 @@ def test_slow_readers_do_not_starve_other_clients(fresh_rig: Rig, seconds, worke
     p99_with = percentile(slowed.ledger.latencies, 0.99)
     # Their upstream streams were cancelled when they left (no leaked model calls).
     deadline = time.monotonic() + 10
-    while len(fresh_rig.upstream.closed_streams) - closed_before < readers and time.monotonic() < deadline:
+    while fresh_rig.upstream.stats().closed_streams - closed_before < readers and time.monotonic() < deadline:
         time.sleep(0.1)
-    cancelled = len(fresh_rig.upstream.closed_streams) - closed_before
+    cancelled = fresh_rig.upstream.stats().closed_streams - closed_before
     report.record(
         f"slow readers ×{readers}", faults={"slow reader": readers}, requests=baseline.ledger.requests + slowed.ledger.requests,
         acknowledged=baseline.verdict.acknowledged + slowed.verdict.acknowledged,

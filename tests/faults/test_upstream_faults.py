@@ -20,20 +20,21 @@ UPSTREAM_5XX = {"502 UPSTREAM_ERROR", "504 UPSTREAM_TIMEOUT", "stream UPSTREAM_E
     [pytest.param(8, 8, id="fast"), pytest.param(20, 16, id="full", marks=pytest.mark.faults)],
 )
 def test_upstream_faults_under_load_end_in_clean_errors_or_stored_turns(fresh_rig: Rig, seconds, workers):  # type: ignore[no-untyped-def]
-    fresh_rig.plan.set_mix(**MIX)
-    before = fresh_rig.upstream.requests_seen
+    fresh_rig.upstream.set_mix(**MIX)
+    before = fresh_rig.upstream.stats()
     outcome = scenario.run(fresh_rig, "upstream 429/500/timeout/refused/cut", LoadProfile(workers=workers), seconds)
-    fresh_rig.plan.quiet()
+    fresh_rig.upstream.quiet()
+    after = fresh_rig.upstream.stats()
     ledger = outcome.ledger
 
     scenario.assert_nothing_lost(outcome)
-    injected = {kind for kind, n in outcome.run.rig.plan.injected.items() if n}
+    injected = {kind for kind, n in after.injected.items() if n > before.injected.get(kind, 0)}
     assert injected >= set(MIX), f"faults never injected: {set(MIX) - injected}"
     assert set(ledger.errors_5xx) <= UPSTREAM_5XX, ledger.errors_5xx
     assert ledger.errors_5xx, "no fault ever reached a client: the retries cannot be that good"
     # Retries and fallbacks: more upstream calls than turns that reached a live upstream.
     reaching = ledger.requests - ledger.by_agent[AGENT_REFUSED]
-    assert fresh_rig.upstream.requests_seen - before > reaching - ledger.busy
+    assert after.requests_seen - before.requests_seen > reaching - ledger.busy
     acks = list(ledger.acks.values())
     # A refused first model falls back to the direct one; gpt-4o falls back to gpt-4o-mini on faults.
     assert {a.model for a in acks if a.agent == AGENT_REFUSED_FIRST} == {"direct"}
