@@ -129,8 +129,18 @@ class PrivateRedis:
 
 RESET = Behaviour(status=0)  # read the request, then cut the connection without an answer
 CLEAN = "[clean]"  # a message containing this is never faulted (baselines, recovery probes)
-LONG = "[long]"  # a message containing this gets a long answer, streamed one word per chunk
-LONG_ANSWER = " ".join(f"w{i}" for i in range(6000))
+LONG = "[long]"  # a message containing this gets LONG_REPLY
+# 1000 chunks of 2 kB, ~165 a second (a fast model; a gap also lets the fake see the reader leave).
+# Between a reader that stops reading and the fake lie ~1 MB of buffers (the service's socket and
+# uvicorn's, aiohttp's, the kernel's on the upstream connection, the fake's): large chunks fill them
+# in a few hundred chunks, and the whole answer is twice what they hold. Chunks, not bytes, are what
+# costs CPU, so the fill is quick.
+LONG_ANSWER = " ".join(f"w{i}-" + "x" * 2000 for i in range(1000))
+LONG_REPLY = reply(LONG_ANSWER, gap=0.005)
+# SO_SNDBUF (bytes; Linux doubles it) of the service's connections (server.socket_send_buffer) and of
+# the fake's connections that stream LONG_REPLY. Left to autotuning, loopback grows each to ~4 MB
+# and a reader that stops reading never stalls anything.
+SEND_BUFFER = 16384
 
 
 class FaultPlan:
@@ -167,8 +177,7 @@ class FaultPlan:
                               if m.get("role") == "user"), "")
             stream = bool(body.get("stream"))
             if LONG in last_user:
-                # ~200 words a second (a fast model); a gap also lets the fake see the reader leave.
-                return reply(LONG_ANSWER, gap=0.005)
+                return LONG_REPLY
             if CLEAN in last_user:
                 return Behaviour()
             roll = self._random.random()
@@ -194,12 +203,14 @@ class FaultPlan:
 
 
 class FaultyUpstream(FakeOpenAI):
-    """tests.fake_openai's server, each answer chosen by a FaultPlan, plus a connection reset."""
+    """tests.fake_openai's server, each answer chosen by a FaultPlan, plus a connection reset; it
+    counts the chunks it wrote to each LONG_REPLY stream still open."""
 
     def __init__(self, plan: FaultPlan) -> None:
         super().__init__()
         self.plan = plan
         self.requests_seen = 0
+        self.long_streams: dict[int, int] = {}  # id of the writer -> chunks written so far
 
     async def _respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any],
                        b: Behaviour) -> bytes:
@@ -212,7 +223,19 @@ class FaultyUpstream(FakeOpenAI):
         if behaviour is RESET:
             writer.transport.abort()
             raise ConnectionResetError("injected reset")
-        return await super()._respond(reader, writer, body, behaviour)
+        if behaviour is not LONG_REPLY:
+            return await super()._respond(reader, writer, body, behaviour)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self.long_streams[id(writer)] = 0
+        try:
+            return await super()._respond(reader, writer, body, behaviour)
+        finally:
+            del self.long_streams[id(writer)]
+
+    def _event(self, writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
+        if id(writer) in self.long_streams:
+            self.long_streams[id(writer)] += 1
+        super()._event(writer, payload)
 
     # --- what UpstreamProcess calls over its pipe (from another thread than the server's) ---
 
@@ -228,7 +251,7 @@ class FaultyUpstream(FakeOpenAI):
     def stats(self) -> UpstreamStats:
         return UpstreamStats(
             requests_seen=self.requests_seen, injected=dict(self.plan.injected),
-            closed_streams=len(self.closed_streams),
+            closed_streams=len(self.closed_streams), long_streams=sorted(self.long_streams.values()),
         )
 
 
@@ -237,10 +260,11 @@ class UpstreamStats:
     requests_seen: int
     injected: dict[str, int]  # faults injected so far, by kind
     closed_streams: int  # client disconnects seen while an answer was pending or streaming
+    long_streams: list[int]  # chunks written so far to each LONG_REPLY stream still open
 
 
 class UpstreamProcess:
-    """A FaultyUpstream in a process of its own, driven over a socket pair, so that its work (~200
+    """A FaultyUpstream in a process of its own, driven over a socket pair, so that its work (~165
     chunks a second per long stream) does not take the load generator's GIL from the clients it
     measures."""
 
@@ -332,10 +356,12 @@ def serve_upstream(fd: int, seed: int) -> None:
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
-    """The shipped config.toml with every model's timeout lowered, plus models and agents for the
-    faults no shipped model reaches: the direct backend, and a refused port with and without a
-    fallback."""
+    """The shipped config.toml with every model's timeout lowered and a small socket send buffer,
+    plus models and agents for the faults no shipped model reaches: the direct backend, and a refused
+    port with and without a fallback."""
     text = (REPO / "config.toml").read_text()
+    text, found = re.subn(r"(?m)^\[server\]\n", f"[server]\nsocket_send_buffer = {SEND_BUFFER}\n", text)
+    assert found == 1, "config.toml has no [server] table"
     text, lowered = re.subn(r"(?m)^timeout_seconds\s*=\s*[\d.]+", f"timeout_seconds = {MODEL_TIMEOUT}", text)
     assert lowered >= 3, "config.toml no longer sets timeout_seconds per model"
     refused = refused_base_url()
