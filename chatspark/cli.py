@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import re
+import socket
 import sys
 from datetime import UTC, datetime
 
@@ -42,9 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, help="processes (default: server.workers, 1)")
+    serve.add_argument("--host", help="address to listen on (default: server.host of the config, 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port of the config, 8000)")
+    serve.add_argument("--workers", type=_positive, help="processes (default: server.workers, 1)")
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -79,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
+    from starlette.types import ASGIApp
+    from uvicorn.supervisors import Multiprocess
 
     from chatspark.web import create_app
 
@@ -102,12 +106,52 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.dev and server.workers > 1:
         print("chatspark: --dev runs one worker (the embedded store lives in one process)", file=sys.stderr)
     if args.dev or server.workers == 1:
-        app = create_app(config, fall_back_to_memory=args.dev, dev_key=args.dev)
-        uvicorn.run(app, **options)
+        app: ASGIApp | str = create_app(config, fall_back_to_memory=args.dev, dev_key=args.dev)
     else:
         # Each worker is a fresh (spawned) process building the app from the same configuration.
-        uvicorn.run("chatspark.web:app_from_environment", factory=True, workers=server.workers, **options)
-    return 0
+        app = "chatspark.web:app_from_environment"
+        options |= {"factory": True, "workers": server.workers}
+    # Bound here, before the app starts: a busy port fails at once with a clear message, before a
+    # dev key is printed (uvicorn binds only after the app's startup, seconds later).
+    listener = _listening_socket(server.host, server.port, server.socket_send_buffer)
+    settings = uvicorn.Config(app, **options)
+    if settings.workers > 1:
+        Multiprocess(settings, sockets=[listener]).run()
+        return 0
+    running = uvicorn.Server(settings)
+    running.run(sockets=[listener])
+    return 0 if running.started else 3  # 3: the app failed to start, as uvicorn.run says it
+
+
+def _listening_socket(host: str, port: int, send_buffer: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer:
+        # uvicorn has no SO_SNDBUF option; on Linux every accepted connection inherits the size (and
+        # loses the kernel's autotuning).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    try:
+        listener.bind((host.strip("[]"), port))
+    except OSError as exc:
+        listener.close()
+        hint = " (another process listens there: stop it, or pick another port: --port / make run PORT=…)"
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror}{hint if exc.errno == errno.EADDRINUSE else ''}") from None
+    listener.listen(2048)  # uvicorn's default backlog
+    listener.set_inheritable(True)  # the workers of --workers N share it
+    return listener
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _keys_create(args: argparse.Namespace, config: Config) -> int:

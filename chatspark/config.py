@@ -34,6 +34,10 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # After SIGTERM: new requests get 503 while running ones get up to this long to finish.
     drain_seconds: Annotated[float, Meta(ge=0)] = 30.0
     log_level: str = "info"
+    # SO_SNDBUF of every client connection, in bytes (Linux doubles it). 0 leaves it to the kernel,
+    # which grows the buffer of a client that stops reading to megabytes (net.ipv4.tcp_wmem); with a
+    # small one, such a client holds up its own stream (and its model call) after kilobytes.
+    socket_send_buffer: Annotated[int, Meta(ge=0)] = 0
 
 
 class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

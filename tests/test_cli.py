@@ -153,3 +153,24 @@ def test_keys_without_redis_say_how_to_get_a_key_without_log_noise(cli_env, unre
     assert failed.returncode == 1
     assert failed.stderr.startswith("chatspark: cannot reach Redis") and "dev key" in failed.stderr
     assert "WARNING" not in failed.stderr and "ERROR" not in failed.stderr
+
+
+def test_serve_on_a_busy_port_fails_at_once_before_printing_a_key(cli_env):  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = run("serve", "--dev", "--port", str(port), env=cli_env)
+        took = time.monotonic() - started
+    assert result.returncode == 1 and "Address already in use" in result.stderr
+    assert "cs_test_" not in result.stdout + result.stderr and "Try:" not in result.stdout
+    assert took < 8  # it used to wait for the app's startup (litellm's import) first: ~12 s
+
+
+@pytest.mark.parametrize("port", ["83638", "0", "-1", "http"])
+def test_serve_refuses_a_port_outside_1_to_65535(cli_env, port):  # type: ignore[no-untyped-def]
+    result = run("serve", "--port", port, env=cli_env)
+    assert result.returncode == 2 and "1 to 65535" in result.stderr

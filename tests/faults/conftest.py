@@ -1,5 +1,5 @@
 """The `faults` marker (long runs: `make faults` only), and the rig every fault test shares: a private
-Redis, a faulty fake upstream and one `chatspark serve` process on them."""
+Redis, a faulty fake upstream in its own process, and one `chatspark serve` process on them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import report
-from tests.faults.harness import FaultPlan, FaultyUpstream, PrivateRedis, Rig, ServiceProcess, write_config
+from tests.faults.harness import PrivateRedis, Rig, ServiceProcess, UpstreamProcess, write_config
 
 FAULTS_ENV = "CHATSPARK_FAULTS"
 
@@ -42,13 +42,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def rig() -> Iterator[Rig]:
     workdir = Path(tempfile.mkdtemp(prefix="chatspark-faults-"))
     redis = PrivateRedis().start()
-    plan = FaultPlan()
-    upstream = FaultyUpstream(plan).start()
+    upstream = UpstreamProcess().start()
     service = None
     try:
         config = write_config(workdir / "config.toml", upstream.base_url)
         service = ServiceProcess(config, redis.url, upstream.base_url, workdir / "server.log").wait_ready()
-        yield Rig(redis=redis, plan=plan, upstream=upstream, service=service, key=service.mint_key(), workdir=workdir)
+        yield Rig(redis=redis, upstream=upstream, service=service, key=service.mint_key(), workdir=workdir)
     finally:
         if service is not None:
             service.stop()

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,18 @@ class PrivateRedis:
 
 RESET = Behaviour(status=0)  # read the request, then cut the connection without an answer
 CLEAN = "[clean]"  # a message containing this is never faulted (baselines, recovery probes)
-LONG = "[long]"  # a message containing this gets a long answer, streamed one word per chunk
-LONG_ANSWER = " ".join(f"w{i}" for i in range(6000))
+LONG = "[long]"  # a message containing this gets LONG_REPLY
+# 1000 chunks of 2 kB, ~165 a second (a fast model; a gap also lets the fake see the reader leave).
+# Between a reader that stops reading and the fake lie ~1 MB of buffers (the service's socket and
+# uvicorn's, aiohttp's, the kernel's on the upstream connection, the fake's): large chunks fill them
+# in a few hundred chunks, and the whole answer is twice what they hold. Chunks, not bytes, are what
+# costs CPU, so the fill is quick.
+LONG_ANSWER = " ".join(f"w{i}-" + "x" * 2000 for i in range(1000))
+LONG_REPLY = reply(LONG_ANSWER, gap=0.005)
+# SO_SNDBUF (bytes; Linux doubles it) of the service's connections (server.socket_send_buffer) and of
+# the fake's connections that stream LONG_REPLY. Left to autotuning, loopback grows each to ~4 MB
+# and a reader that stops reading never stalls anything.
+SEND_BUFFER = 16384
 
 
 class FaultPlan:
@@ -167,8 +178,7 @@ class FaultPlan:
                               if m.get("role") == "user"), "")
             stream = bool(body.get("stream"))
             if LONG in last_user:
-                # ~200 words a second (a fast model); a gap also lets the fake see the reader leave.
-                return reply(LONG_ANSWER, gap=0.005)
+                return LONG_REPLY
             if CLEAN in last_user:
                 return Behaviour()
             roll = self._random.random()
@@ -194,12 +204,14 @@ class FaultPlan:
 
 
 class FaultyUpstream(FakeOpenAI):
-    """tests.fake_openai's server, each answer chosen by a FaultPlan, plus a connection reset."""
+    """tests.fake_openai's server, each answer chosen by a FaultPlan, plus a connection reset; it
+    counts the chunks it wrote to each LONG_REPLY stream still open."""
 
     def __init__(self, plan: FaultPlan) -> None:
         super().__init__()
         self.plan = plan
         self.requests_seen = 0
+        self.long_streams: dict[int, int] = {}  # id of the writer -> chunks written so far
 
     async def _respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any],
                        b: Behaviour) -> bytes:
@@ -212,17 +224,145 @@ class FaultyUpstream(FakeOpenAI):
         if behaviour is RESET:
             writer.transport.abort()
             raise ConnectionResetError("injected reset")
-        return await super()._respond(reader, writer, body, behaviour)
+        if behaviour is not LONG_REPLY:
+            return await super()._respond(reader, writer, body, behaviour)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self.long_streams[id(writer)] = 0
+        try:
+            return await super()._respond(reader, writer, body, behaviour)
+        finally:
+            del self.long_streams[id(writer)]
+
+    def _event(self, writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
+        if id(writer) in self.long_streams:
+            self.long_streams[id(writer)] += 1
+        super()._event(writer, payload)
+
+    # --- what UpstreamProcess calls over its pipe (from another thread than the server's) ---
+
+    def set_mix(self, weights: dict[str, float]) -> None:
+        self.plan.set_mix(**weights)
+
+    def enqueue(self, behaviours: tuple[Behaviour, ...]) -> None:
+        self.plan.queue.extend(behaviours)
+
+    def clear_queue(self) -> None:
+        self.plan.queue.clear()
+
+    def stats(self) -> UpstreamStats:
+        return UpstreamStats(
+            requests_seen=self.requests_seen, injected=dict(self.plan.injected),
+            closed_streams=len(self.closed_streams), long_streams=sorted(self.long_streams.values()),
+        )
+
+
+@dataclass(frozen=True)
+class UpstreamStats:
+    requests_seen: int
+    injected: dict[str, int]  # faults injected so far, by kind
+    closed_streams: int  # client disconnects seen while an answer was pending or streaming
+    long_streams: list[int]  # chunks written so far to each LONG_REPLY stream still open
+
+
+class UpstreamProcess:
+    """A FaultyUpstream in a process of its own, driven over a socket pair, so that its work (~165
+    chunks a second per long stream) does not take the load generator's GIL from the clients it
+    measures."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
+        self.port = 0
+        self._lock = threading.Lock()  # one call on the pipe at a time
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 30) -> UpstreamProcess:
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from tests.faults.harness import serve_upstream; "
+             "serve_upstream(int(sys.argv[1]), int(sys.argv[2]))", str(theirs.fileno()), str(self.seed)],
+            pass_fds=[theirs.fileno()], cwd=REPO,
+        )
+        theirs.close()
+        self._pipe = Connection(ours.detach())
+        if not self._pipe.poll(timeout):
+            self.process.kill()
+            raise RuntimeError("the fake upstream's process did not start")
+        self.port = self._pipe.recv()
+        return self
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _call(self, command: str, *args: Any) -> Any:
+        with self._lock:
+            self._pipe.send((command, args))
+            if not self._pipe.poll(10):
+                raise RuntimeError(f"the fake upstream's process did not answer {command}")
+            result = self._pipe.recv()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def set_mix(self, **weights: float) -> None:
+        """Probability of each fault per upstream request (`429=0.05, slow=0.02, …`); the rest answer."""
+        self._call("set_mix", weights)
+
+    def quiet(self) -> None:
+        self._call("set_mix", {})
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """The next requests' behaviours, in order, before the plan's own choice."""
+        self._call("enqueue", behaviours)
+
+    def clear_queue(self) -> None:
+        self._call("clear_queue")
+
+    def stats(self) -> UpstreamStats:
+        return self._call("stats")  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._pipe.close()  # the process stops when its end of the pipe closes
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+
+def serve_upstream(fd: int, seed: int) -> None:
+    """The fake upstream's process: serves, and answers UpstreamProcess's calls on the socket `fd`,
+    until the test process closes its end."""
+    pipe = Connection(fd)
+    upstream = FaultyUpstream(FaultPlan(seed)).start()
+    pipe.send(upstream.port)
+    try:
+        while True:
+            command, args = pipe.recv()
+            assert command in ("set_mix", "enqueue", "clear_queue", "stats"), command
+            try:
+                result = getattr(upstream, command)(*args)
+            except Exception as exc:  # raised again in the test process
+                result = exc
+            pipe.send(result)
+    except EOFError:
+        pass
+    finally:
+        upstream.stop()
 
 
 # --- the service ---------------------------------------------------------------------------------
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
-    """The shipped config.toml with every model's timeout lowered, plus models and agents for the
-    faults no shipped model reaches: the direct backend, and a refused port with and without a
-    fallback."""
+    """The shipped config.toml with every model's timeout lowered and a small socket send buffer,
+    plus models and agents for the faults no shipped model reaches: the direct backend, and a refused
+    port with and without a fallback."""
     text = (REPO / "config.toml").read_text()
+    text, found = re.subn(r"(?m)^\[server\]\n", f"[server]\nsocket_send_buffer = {SEND_BUFFER}\n", text)
+    assert found == 1, "config.toml has no [server] table"
     text, lowered = re.subn(r"(?m)^timeout_seconds\s*=\s*[\d.]+", f"timeout_seconds = {MODEL_TIMEOUT}", text)
     assert lowered >= 3, "config.toml no longer sets timeout_seconds per model"
     refused = refused_base_url()
@@ -375,15 +515,15 @@ class Rig:
     """One private Redis, one faulty upstream, one service on them, and a key."""
 
     redis: PrivateRedis
-    plan: FaultPlan
-    upstream: FaultyUpstream
+    upstream: UpstreamProcess
     service: ServiceProcess
     key: str
     workdir: Path
 
     def check_alive(self) -> None:
         assert self.service.alive(), f"the service died: {self.service.log_tail()}"
+        assert self.upstream.alive(), "the fake upstream's process died"
         if self.redis.process is None or self.redis.process.poll() is not None:
             self.redis.restart()
-        self.plan.quiet()
-        self.plan.queue.clear()
+        self.upstream.quiet()
+        self.upstream.clear_queue()

@@ -320,26 +320,43 @@ class Load:
 
 class SlowReader:
     """A raw socket with a tiny receive buffer that asks for a long streamed answer and then reads a
-    few bytes every 100 ms, so the server's writes to it back up."""
+    few bytes every 100 ms (trickle_all), so the server's writes to it back up."""
 
-    def __init__(self, port: int, key: str, agent: int = AGENT_DIRECT, read_bytes: int = 16) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-        self.sock.settimeout(5)
-        self.sock.connect(("127.0.0.1", port))
+    receive_buffer: int | None = 1024  # None: the kernel's default (autotuned)
+    read_bytes = 16  # at most, per read
+    hold: float | None = None  # seconds before it leaves its answer and asks again; None: never
+
+    def __init__(self, port: int, key: str, agent: int = AGENT_DIRECT) -> None:
+        self.address = ("127.0.0.1", port)
         body = json.dumps({"message": f"{LONG} {uuid.uuid4().hex[:8]}", "stream": True}).encode()
-        self.sock.sendall(
+        self.request = (
             f"POST /api/v1/agents/{agent}/chat HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {key}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
         )
-        self.read_bytes = read_bytes
         self.received = 0
-        self.head = b""
+        self.head = b""  # the start of the first answer
         self.error: str | None = None
+        self.sock = self._ask()
+
+    def _ask(self) -> socket.socket:
+        sock = socket.socket()
+        if self.receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        sock.settimeout(5)
+        sock.connect(self.address)
+        sock.sendall(self.request)
+        sock.setblocking(False)  # a reader with nothing to read yet must not hold up the others
+        self.asked = time.monotonic()
+        return sock
 
     def trickle(self) -> None:
         try:
+            if self.hold is not None and time.monotonic() - self.asked > self.hold:
+                self.sock.close()
+                self.sock = self._ask()
             chunk = self.sock.recv(self.read_bytes)
+        except BlockingIOError:  # nothing arrived yet
+            return
         except OSError as exc:
             self.error = str(exc)
             return
@@ -351,6 +368,16 @@ class SlowReader:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class FastReader(SlowReader):
+    """The control for SlowReader: the same long answers, all there is read every 100 ms (the
+    service's writes never back up); each left after 3 s, before it ends (so nothing is stored), for
+    another."""
+
+    receive_buffer = None
+    read_bytes = 1 << 20
+    hold = 3.0
 
 
 async def trickle_all(readers: list[SlowReader], stop: asyncio.Event) -> None:

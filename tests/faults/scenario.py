@@ -15,9 +15,23 @@ import httpx
 
 from tests.faults import report
 from tests.faults.harness import AGENT_REFUSED, AGENT_REFUSED_FIRST, PREFIX, Rig
-from tests.faults.load import Ledger, Load, LoadProfile, SlowReader, Verdict, read_back, store_integrity, trickle_all
+from tests.faults.load import (
+    FastReader,
+    Ledger,
+    Load,
+    LoadProfile,
+    SlowReader,
+    Verdict,
+    read_back,
+    store_integrity,
+    trickle_all,
+)
 
 Script = Callable[["Run"], Awaitable[None]]
+
+STALLED = 2.0  # chunks a second per long stream at most: stopped (flowing is ~165; a trickle ~0.1)
+STALL_WINDOW = 1.0  # seconds between two looks at the fake's long streams
+STALL_DEADLINE = 30.0  # seconds for the buffers to fill (~3 s on an idle machine)
 
 
 @dataclass
@@ -60,12 +74,25 @@ class Run:
 
 
 @dataclass
+class Stall:
+    """The slow readers' long streams as the fake upstream saw them: chunks a second per stream."""
+
+    streams: int  # long streams open at the fake when the load started
+    seconds: float  # from the readers' requests until their streams stalled (or the deadline)
+    rate_before: float  # over the last STALL_WINDOW before the load
+    chunks: int  # written to them all when the load started
+    rate_during: float = float("nan")  # over the load
+    streams_after: int = 0  # long streams still open when the load ended
+
+
+@dataclass
 class Outcome:
     run: Run
     verdict: Verdict
     integrity: list[str]
     rss_drift_kb: int
     fd_drift: int
+    stall: Stall | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -78,25 +105,54 @@ def quiescent_sample(rig: Rig, settle: float = 1.5) -> tuple[int, int]:
     return rig.service.rss_kb(), rig.service.fd_count()
 
 
+async def until_stalled(rig: Rig, streams: int) -> Stall:
+    """Waits for `streams` long streams at the fake to stop (STALLED), up to STALL_DEADLINE."""
+    started = time.monotonic()
+    previous: tuple[float, int] | None = None  # (when, chunks written) once all the streams were open
+    while True:
+        await asyncio.sleep(STALL_WINDOW)
+        stats = await asyncio.to_thread(rig.upstream.stats)
+        now, chunks, opened = time.monotonic(), sum(stats.long_streams), len(stats.long_streams)
+        rate = float("nan")
+        if opened >= streams and previous is not None:
+            rate = (chunks - previous[1]) / (now - previous[0]) / streams
+        if rate < STALLED or now - started > STALL_DEADLINE:
+            return Stall(opened, now - started, rate, chunks)
+        previous = (now, chunks) if opened >= streams else None
+
+
 def run(rig: Rig, name: str, profile: LoadProfile, seconds: float, script: Script | None = None,
-        slow_readers: int = 0, seed: int = 1, record: bool = True, readers_first: float = 0.0) -> Outcome:
-    """`readers_first`: seconds the slow readers trickle before the load starts (to fill their buffers)."""
+        slow_readers: int = 0, seed: int = 1, record: bool = True, until_stalled_first: bool = False,
+        fast_readers: int = 0) -> Outcome:
+    """`until_stalled_first`: the load starts once the slow readers' streams stalled at the fake (see
+    `Outcome.stall`). `fast_readers`: FastReaders alongside the load (a control for slow readers)."""
     before_rss, before_fds = quiescent_sample(rig, settle=0.5)
-    injected_before = dict(rig.plan.injected)
+    injected_before = rig.upstream.stats().injected
     ledger = Ledger()
     load = Load(rig.service.base_url, rig.key, ledger, profile, seed=seed)
     current = Run(rig, ledger, load, time.monotonic())
 
+    stall: Stall | None = None
+
     async def main() -> None:
+        nonlocal stall
         stop = asyncio.Event()
         readers = [SlowReader(rig.service.port, rig.key) for _ in range(slow_readers)]
+        readers += [FastReader(rig.service.port, rig.key) for _ in range(fast_readers)]
         trickling = asyncio.ensure_future(trickle_all(readers, stop))
         try:
-            await asyncio.sleep(readers_first)
+            if until_stalled_first:
+                assert slow_readers > 0
+                stall = await until_stalled(rig, slow_readers)
+            started = time.monotonic()
             jobs = [load.run(seconds, stop)]
             if script is not None:
                 jobs.append(script(current))
             await asyncio.gather(*jobs)
+            if stall is not None:
+                after = (await asyncio.to_thread(rig.upstream.stats)).long_streams
+                stall.streams_after = len(after)
+                stall.rate_during = (sum(after) - stall.chunks) / (time.monotonic() - started) / slow_readers
         finally:
             stop.set()
             await trickling
@@ -104,18 +160,19 @@ def run(rig: Rig, name: str, profile: LoadProfile, seconds: float, script: Scrip
                 reader.close()
         for reader in readers:
             if reader.received == 0 or not reader.head.startswith(b"HTTP/1.1 200"):
-                ledger.problem(f"a slow reader got {reader.received} bytes: {reader.head!r} ({reader.error})")
+                ledger.problem(f"a {type(reader).__name__} got {reader.received} bytes: {reader.head!r} ({reader.error})")
 
     asyncio.run(main())
     after_rss, after_fds = quiescent_sample(rig)
     verdict = read_back(rig.service.base_url, rig.key, ledger)
     with rig.redis.client() as raw:
         integrity = store_integrity(raw, PREFIX)
-    faults = {k: v - injected_before.get(k, 0) for k, v in rig.plan.injected.items() if v - injected_before.get(k, 0)}
+    injected = rig.upstream.stats().injected
+    faults = {k: v - injected_before.get(k, 0) for k, v in injected.items() if v - injected_before.get(k, 0)}
     refused = ledger.by_agent[AGENT_REFUSED] + ledger.by_agent[AGENT_REFUSED_FIRST]
     faults = {**faults, **current.extra_faults, **({"refused port": refused} if refused else {}),
               **({"slow reader": slow_readers} if slow_readers else {})}
-    outcome = Outcome(current, verdict, integrity, after_rss - before_rss, after_fds - before_fds)
+    outcome = Outcome(current, verdict, integrity, after_rss - before_rss, after_fds - before_fds, stall)
     if record:
         report.record(
             name, faults=faults, requests=ledger.requests, acknowledged=verdict.acknowledged,

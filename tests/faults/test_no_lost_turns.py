@@ -17,7 +17,7 @@ MIX = {"429": 0.04, "500": 0.04, "slow": 0.02, "reset": 0.02, "drop": 0.04}
 @pytest.mark.faults
 @pytest.mark.timeout(300)
 def test_no_acknowledged_turn_is_lost_under_every_fault_at_once(fresh_rig: Rig) -> None:
-    fresh_rig.plan.set_mix(**MIX)
+    fresh_rig.upstream.set_mix(**MIX)
 
     async def outages(run: scenario.Run) -> None:
         await asyncio.sleep(12)
@@ -26,7 +26,7 @@ def test_no_acknowledged_turn_is_lost_under_every_fault_at_once(fresh_rig: Rig) 
         await run.kill_redis_for(1.0)
 
     outcome = scenario.run(fresh_rig, "everything at once", LoadProfile(workers=16), 50, outages, slow_readers=6)
-    fresh_rig.plan.quiet()
+    fresh_rig.upstream.quiet()
     scenario.assert_nothing_lost(outcome)
     assert outcome.run.rig.redis.kills >= 2
     assert outcome.ledger.busy > 0, "no turn ever met a busy conversation: the load did not share any"

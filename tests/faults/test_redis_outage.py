@@ -65,7 +65,7 @@ def outcomes_id(outages: list[tuple[float, float]]) -> str:
 def test_a_stream_whose_redis_dies_midway_ends_with_an_error_event_and_done(fresh_rig: Rig, idempotent):  # type: ignore[no-untyped-def]
     # The fake's own echo, slowed down (so the store's integrity check knows the answer).
     message = f"stream through an outage {uuid.uuid4().hex[:6]}"
-    fresh_rig.plan.queue.append(reply(f"You said: {message}. I saw 2 messages.", chunks=6, gap=0.4))
+    fresh_rig.upstream.enqueue(reply(f"You said: {message}. I saw 2 messages.", chunks=6, gap=0.4))
     headers = {"authorization": f"Bearer {fresh_rig.key}", **({"idempotency-key": uuid.uuid4().hex} if idempotent else {})}
     body = {"message": message, "stream": True}
     data = []

@@ -1,6 +1,13 @@
-"""Clients reading a long stream at a trickle (a tiny receive buffer, a few bytes every 100 ms) do
-not starve the others: their p99 stays within 3x of the p99 without the slow readers; and once the
-slow readers leave, the service lets go of their upstream streams and sockets."""
+"""Clients that stop reading a long stream (a tiny receive buffer, a few bytes every 100 ms) do not
+starve the others; once they leave, the service lets go of their upstream streams and sockets.
+
+The stall is real and checked: the service's and the fake's sockets have small send buffers
+(harness.SEND_BUFFER) and the long answer is far larger than every buffer between them, so the fake
+stops writing to those streams before the load starts, and they stay stopped throughout. `[fast]`
+(make test) checks behaviour, with generous bounds; `[full]` (make faults) also compares the other
+clients' turns and p99 with a phase without readers (the claim) and a control phase with as many
+readers reading at full speed (what the readers would cost if they had not stalled).
+"""
 
 from __future__ import annotations
 
@@ -12,42 +19,68 @@ from tests.faults import report, scenario
 from tests.faults.harness import AGENT_DIRECT, AGENT_LITELLM, Rig
 from tests.faults.load import LoadProfile, percentile
 
-SLACK = 3.0
+# The others' p99 with slow readers (0.1-0.3 s here) stays under the larger of a loose bound and
+# LOOSE times their p99 without readers (for a machine busier still).
+P99_BOUND = 2.0  # seconds
+LOOSE = 10.0
+SLACK = 3.0  # [full]: p99 with slow readers within this of the p99 without
 FLOOR = 0.05  # seconds: a p99 below this counts as this (noise, not starvation)
+SHARE = 0.5  # [full]: with slow readers the others get at least this share of the turns without
 
 
 @pytest.mark.parametrize(
-    ("seconds", "workers", "readers"),
-    [pytest.param(4, 6, 12, id="fast"), pytest.param(12, 8, 40, id="full", marks=pytest.mark.faults)],
+    ("seconds", "workers", "readers", "compare"),
+    [pytest.param(4, 6, 12, False, id="fast"), pytest.param(12, 8, 40, True, id="full", marks=pytest.mark.faults)],
 )
-def test_slow_readers_do_not_starve_other_clients(fresh_rig: Rig, seconds, workers, readers):  # type: ignore[no-untyped-def]
+def test_slow_readers_do_not_starve_other_clients(fresh_rig: Rig, seconds, workers, readers, compare):  # type: ignore[no-untyped-def]
     profile = LoadProfile(workers=workers, clean=True, agents={AGENT_LITELLM: 1, AGENT_DIRECT: 1},
                           idempotent_share=0.0, shared_share=0.0)
-    closed_before = len(fresh_rig.upstream.closed_streams)
-    baseline = scenario.run(fresh_rig, "baseline", profile, seconds, record=False)
-    # The readers first trickle long enough for the service's writes to them to back up: what is
-    # measured is stalled readers, not the CPU their answers cost while the buffers fill.
-    slowed = scenario.run(fresh_rig, f"slow readers ×{readers}", profile, seconds, slow_readers=readers, seed=2,
-                          record=False, readers_first=3.0)
-    for outcome in (baseline, slowed):
+    # The first phase also warms the service's connection pools, which would count as fd drift.
+    phases = {"without readers": scenario.run(fresh_rig, "baseline", profile, seconds, record=False)}
+    if compare:
+        phases[f"with {readers} fast readers"] = scenario.run(
+            fresh_rig, "control", profile, seconds, fast_readers=readers, seed=3, record=False)
+    closed_before = fresh_rig.upstream.stats().closed_streams
+    slowed = phases[f"with {readers} slow readers"] = scenario.run(
+        fresh_rig, "slow readers", profile, seconds, slow_readers=readers, seed=2, record=False, until_stalled_first=True)
+    for outcome in phases.values():
         scenario.assert_nothing_lost(outcome)
-    p99_without = percentile(baseline.ledger.latencies, 0.99)
-    p99_with = percentile(slowed.ledger.latencies, 0.99)
     # Their upstream streams were cancelled when they left (no leaked model calls).
     deadline = time.monotonic() + 10
-    while len(fresh_rig.upstream.closed_streams) - closed_before < readers and time.monotonic() < deadline:
+    while fresh_rig.upstream.stats().closed_streams - closed_before < readers and time.monotonic() < deadline:
         time.sleep(0.1)
-    cancelled = len(fresh_rig.upstream.closed_streams) - closed_before
+    cancelled = fresh_rig.upstream.stats().closed_streams - closed_before
+    stall = slowed.stall
+    assert stall is not None
+    turns = {name: len(outcome.ledger.latencies) for name, outcome in phases.items()}
+    p99 = {name: percentile(outcome.ledger.latencies, 0.99) for name, outcome in phases.items()}
     report.record(
-        f"slow readers ×{readers}", faults={"slow reader": readers}, requests=baseline.ledger.requests + slowed.ledger.requests,
-        acknowledged=baseline.verdict.acknowledged + slowed.verdict.acknowledged,
-        lost=len(baseline.verdict.lost) + len(slowed.verdict.lost),
-        errors_5xx={**baseline.ledger.merge_5xx(), **slowed.ledger.merge_5xx()},
+        f"slow readers ×{readers}", faults={"slow reader": readers},
+        requests=sum(o.ledger.requests for o in phases.values()),
+        acknowledged=sum(o.verdict.acknowledged for o in phases.values()),
+        lost=sum(len(o.verdict.lost) for o in phases.values()),
+        errors_5xx={k: v for o in phases.values() for k, v in o.ledger.merge_5xx().items()},
         rss_drift_kb=slowed.rss_drift_kb, fd_drift=slowed.fd_drift,
-        notes=f"p99 {p99_without * 1000:.0f} ms without, {p99_with * 1000:.0f} ms with; "
-              f"{cancelled}/{readers} upstream streams closed when they left",
+        notes="; ".join([
+            f"their streams stalled after {stall.seconds:.1f} s (the fake wrote each {stall.rate_before:.2f} "
+            f"chunks/s before the load, {stall.rate_during:.2f} during it)",
+            *(f"{turns[name]} turns, p99 {p99[name] * 1000:.0f} ms {name}" for name in phases),
+            f"{cancelled}/{readers} upstream streams closed when they left",
+        ]),
     )
-    assert len(slowed.ledger.latencies) > 0.5 * len(baseline.ledger.latencies), "the others got far fewer turns done"
-    assert p99_with <= SLACK * max(p99_without, FLOOR), f"p99 {p99_with:.3f} s with slow readers, {p99_without:.3f} s without"
+
+    # The premise: every slow reader's stream stopped before the load, and stayed stopped.
+    assert stall.streams == readers and stall.streams_after == readers, \
+        f"{stall.streams}, then {stall.streams_after}, of {readers} long streams open at the fake"
+    assert stall.rate_before < scenario.STALLED, \
+        f"the fake still wrote {stall.rate_before:.1f} chunks/s to each slow reader's stream after {stall.seconds:.0f} s"
+    assert stall.rate_during < scenario.STALLED, \
+        f"the fake wrote {stall.rate_during:.1f} chunks/s to each slow reader's stream during the load"
+    # Behaviour: the others were served (assert_nothing_lost: every turn answered, none hung), promptly.
+    with_slow = f"with {readers} slow readers"
+    assert p99[with_slow] < max(P99_BOUND, LOOSE * p99["without readers"]), f"p99: {p99}"
     assert cancelled >= readers, f"only {cancelled} of {readers} slow readers' upstream streams were closed"
     assert slowed.fd_drift < 20, f"{slowed.fd_drift} more open fds after the slow readers left"
+    if compare:  # make faults only: these ratios depend on the machine's speed and what else runs
+        assert turns[with_slow] > SHARE * turns["without readers"], f"turns: {turns}"
+        assert p99[with_slow] <= SLACK * max(p99["without readers"], FLOOR), f"p99: {p99}"

@@ -27,8 +27,8 @@ MIX = {"429": 0.02, "500": 0.02, "slow": 0.01, "reset": 0.01, "drop": 0.02}
 @pytest.mark.faults
 @pytest.mark.timeout(400)
 def test_a_two_minute_mixed_soak_keeps_rss_and_fds_flat(fresh_rig: Rig) -> None:
-    fresh_rig.plan.set_mix(**MIX)
-    injected_before = dict(fresh_rig.plan.injected)
+    fresh_rig.upstream.set_mix(**MIX)
+    injected_before = fresh_rig.upstream.stats().injected
     ledger = Ledger()
     run = Run(fresh_rig, ledger, Load(fresh_rig.service.base_url, fresh_rig.key, ledger, LoadProfile()), time.monotonic())
     idle: list[tuple[int, int]] = []  # (rss kB, fds) between cycles
@@ -69,7 +69,7 @@ def test_a_two_minute_mixed_soak_keeps_rss_and_fds_flat(fresh_rig: Rig) -> None:
     finally:
         sampling.set()
         sampler.join()
-    fresh_rig.plan.quiet()
+    fresh_rig.upstream.quiet()
 
     verdict = read_back(fresh_rig.service.base_url, fresh_rig.key, ledger)
     with fresh_rig.redis.client() as raw:
@@ -78,7 +78,8 @@ def test_a_two_minute_mixed_soak_keeps_rss_and_fds_flat(fresh_rig: Rig) -> None:
     after = idle[WARMUP_CYCLES:]
     rss_drift = max(rss for rss, _ in after) - base_rss
     fd_drift = max(fds for _, fds in after) - base_fds
-    faults = {k: v - injected_before.get(k, 0) for k, v in fresh_rig.plan.injected.items() if v > injected_before.get(k, 0)}
+    injected = fresh_rig.upstream.stats().injected
+    faults = {k: v - injected_before.get(k, 0) for k, v in injected.items() if v > injected_before.get(k, 0)}
     refused = ledger.by_agent[AGENT_REFUSED] + ledger.by_agent[AGENT_REFUSED_FIRST]
     report.record(
         "2-minute mixed soak", faults={**faults, **run.extra_faults, "refused port": refused, "slow reader": 4 * CYCLES},
