@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from backends import KNOWN as KNOWN_BACKENDS
 from backends.base import ModelSettings
+from backends.embedders.base import EmbedderSettings
 from chatspark.agents import Agent
 from chatspark.store.config import StoreConfig
 
@@ -60,11 +61,43 @@ class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_store_error: Literal["closed", "open"] = "closed"
 
 
+class KnowledgeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Training sources and retrieval. Sizes in "tokens" use the prompt's bound (UTF-8 bytes + 4 per
+    message, see prompt.py): never below a real tokenizer's count, so budgets always hold."""
+
+    # The `[embedders.<name>]` agents use unless they name one; the shipped one is offline.
+    embedder: str = "offline"
+    # Fetching pages and websites: a URL resolving to loopback, private, link-local or metadata
+    # addresses is refused unless this is true (tests only).
+    allow_private_urls: bool = False
+    max_text_bytes: PositiveInt = 2_000_000  # a `text` source's `data`
+    fetch_timeout_seconds: Seconds = 10.0
+    max_page_bytes: PositiveInt = 5_000_000
+    max_pages: PositiveInt = 50  # per `website` source
+    max_depth: Annotated[int, Meta(ge=0, le=10)] = 3  # links followed from the start page
+    user_agent: str = "ChatsparkBot/1.0 (+https://github.com/chatspark)"
+    chunk_tokens: PositiveInt = 800
+    chunk_overlap_tokens: Annotated[int, Meta(ge=0)] = 80
+    top_k: PositiveInt = 5
+    # Passages sent with a turn, separate from the history budget; both fit the model's context.
+    max_knowledge_tokens: PositiveInt = 4_000
+    # Ingestion: jobs per replica at once, and how long a job may sit unacknowledged with a dead
+    # worker before another replica takes it over.
+    worker_concurrency: PositiveInt = 2
+    claim_idle_seconds: Seconds = 60.0
+    # Each replica's in-memory indexes (rebuilt from Redis when an agent's knowledge changes).
+    index_cache_bytes: PositiveInt = 256 * 1024 * 1024
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
     models: dict[str, ModelSettings] = {}
+    embedders: dict[str, EmbedderSettings] = msgspec.field(
+        default_factory=lambda: {"offline": EmbedderSettings(name="offline")}
+    )
     agents: list[Agent] = []
     default_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
     source: str = ""  # where it was loaded from, for the start-up banner
@@ -83,10 +116,11 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
         raise ConfigError(f"config file not found: {chosen}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{chosen}: {exc}") from None
-    # A model's name is its table key; copy it in so each ModelSettings is self-contained.
-    for name, model in (raw.get("models") or {}).items():
-        if isinstance(model, dict):
-            model["name"] = name
+    # A model's (or embedder's) name is its table key; copy it in so each entry is self-contained.
+    for table in ("models", "embedders"):
+        for name, entry in (raw.get(table) or {}).items():
+            if isinstance(entry, dict):
+                entry["name"] = name
     try:
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
@@ -130,6 +164,8 @@ def _check(config: Config) -> None:
         seen.add(agent.id)
         if agent.model_name not in config.models:
             raise ConfigError(f"agent {agent.id} uses model {agent.model_name!r}, which [models] does not define")
+    if config.knowledge.embedder not in config.embedders:
+        raise ConfigError(f"[knowledge] embedder {config.knowledge.embedder!r} is not defined under [embedders]")
     for model in config.models.values():
         if model.backend not in KNOWN_BACKENDS:
             raise ConfigError(f"model {model.name!r}: unknown backend {model.backend!r} (known: {', '.join(KNOWN_BACKENDS)})")
