@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -43,6 +43,7 @@ from chatspark.turn_journal import TurnJournal
 log = logging.getLogger("chatspark")
 
 DEV_KEY_HOURS = 24
+Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 
 
@@ -105,19 +106,20 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/api/v1/health", health, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/api/v1/agents", agents_api.list_agents, methods=["GET"]),
-            Route("/api/v1/agents", agents_api.create_agent, methods=["POST"]),
-            Route("/api/v1/agents/{agent_id}", agents_api.get_agent, methods=["GET"]),
-            Route("/api/v1/agents/{agent_id}", agents_api.update_agent, methods=["PATCH"]),
-            Route("/api/v1/agents/{agent_id}", agents_api.delete_agent, methods=["DELETE"]),
-            Route("/api/v1/agents/{agent_id}/chat", chat, methods=["POST"]),
-            Route(f"{CONVERSATION}", conversations_api.get_conversation, methods=["GET"]),
-            Route(f"{CONVERSATION}", conversations_api.delete_conversation, methods=["DELETE"]),
-            Route("/api/v1/agents/{agent_id}/conversations", conversations_api.list_conversations, methods=["GET"]),
-            Route(f"{CONVERSATION}/messages", conversations_api.list_messages, methods=["GET"]),
-            Route(f"{CONVERSATION}/messages/{{message_id}}/feedback", conversations_api.rate_message, methods=["POST"]),
+            _resource("/api/v1/health", GET=health),
+            _resource("/openapi.json", GET=openapi),
+            _resource("/api/v1/agents", GET=agents_api.list_agents, POST=agents_api.create_agent),
+            _resource(
+                "/api/v1/agents/{agent_id}",
+                GET=agents_api.get_agent,
+                PATCH=agents_api.update_agent,
+                DELETE=agents_api.delete_agent,
+            ),
+            _resource("/api/v1/agents/{agent_id}/chat", POST=chat),
+            _resource(CONVERSATION, GET=conversations_api.get_conversation, DELETE=conversations_api.delete_conversation),
+            _resource("/api/v1/agents/{agent_id}/conversations", GET=conversations_api.list_conversations),
+            _resource(f"{CONVERSATION}/messages", GET=conversations_api.list_messages),
+            _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
         ],
         lifespan=lifespan,
         exception_handlers={
@@ -128,6 +130,18 @@ def create_app(
     )
     drain = Drain(app, config.server.drain_seconds)
     return RequestContext(drain)
+
+
+def _resource(path: str, **handlers: Handler) -> Route:
+    """One route per path, dispatching on the method. Starlette answers a wrong method with the
+    `Allow` of the first route whose path matched, so a route per method would list only its own."""
+    if "GET" in handlers:
+        handlers["HEAD"] = handlers["GET"]
+
+    async def dispatch(request: Request) -> ASGIApp:
+        return await handlers[request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -144,7 +158,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         mapped = errors.ResourceNotFound("No such route.")
     elif exc.status_code == 405:
-        mapped = errors.MethodNotAllowed(headers=exc.headers)
+        # Starlette joins a set: sorted, every replica sends the same header.
+        allowed = sorted(exc.headers["Allow"].split(", ")) if exc.headers else []
+        mapped = errors.MethodNotAllowed(headers={"Allow": ", ".join(allowed)})
     elif exc.status_code == 413:
         mapped = errors.PayloadTooLarge()
     elif exc.status_code == 400:

@@ -103,3 +103,20 @@ def test_a_raw_socket_garbage_request_does_not_crash_the_server(server):  # type
         sock.sendall(b"GARBAGE\r\n\r\n")
         sock.recv(1024)
     assert httpx.get(server.base_url + "/api/v1/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/agents/2", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("PUT", "/api/v1/agents", {"GET", "HEAD", "POST"}),
+        ("POST", "/api/v1/agents/1/conversations/c1", {"GET", "HEAD", "DELETE"}),
+        ("GET", "/api/v1/agents/1/chat", {"POST"}),
+    ],
+)
+def test_a_wrong_method_is_told_every_method_the_path_allows(server, method, path, allowed):  # type: ignore[no-untyped-def]
+    with server.client() as http:
+        response = http.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
