@@ -128,6 +128,9 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
+    # A trailing slash is a 404 like any unknown path, not Starlette's redirect: that 307 has an
+    # empty body instead of the envelope, and its Location is built from the client's Host header.
+    app.router.redirect_slashes = False
     drain = Drain(app, config.server.drain_seconds)
     return RequestContext(drain)
 

@@ -120,3 +120,13 @@ def test_a_wrong_method_is_told_every_method_the_path_allows(server, method, pat
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/v1/agents/1/chat/"), ("GET", "/api/v1/agents/")])
+def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(server, method, path):  # type: ignore[no-untyped-def]
+    # A redirect would lose a POST body and put the client's own Host header into Location.
+    with server.client() as http:
+        response = http.request(method, path, headers={"host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
