@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -125,6 +125,7 @@ def create_app(
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_left,
             Exception: _unexpected_error,
         },
     )
@@ -171,6 +172,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         mapped = errors.InternalError()
     return await _api_error(request, mapped)
+
+
+async def _client_left(request: Request, exc: Exception) -> None:
+    """A client that closed its connection while sending its body: nobody is left to answer, and
+    nothing on our side failed. No response (the access line shows `-`), no traceback."""
+    log.info("client disconnected while sending its request body")
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

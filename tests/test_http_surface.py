@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
+
 import httpx
 import pytest
 
@@ -130,3 +134,20 @@ def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(server, method, pat
     assert response.status_code == 404
     assert "location" not in response.headers
     assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+
+
+def test_a_client_that_leaves_mid_body_is_logged_as_a_disconnect_not_an_error(server, key, caplog):  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="chatspark")
+    head = (
+        "POST /api/v1/agents/1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"message": "hel')  # 16 of the 100 bytes promised
+    deadline = time.monotonic() + 10
+    while not (access := [r for r in caplog.records if r.name == "chatspark.access" and "/chat" in r.getMessage()]):
+        assert time.monotonic() < deadline, "no access line for the abandoned request"
+        time.sleep(0.05)
+    assert " 500 " not in access[0].getMessage()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert any(r.levelno == logging.INFO and "disconnect" in r.getMessage() for r in caplog.records)
