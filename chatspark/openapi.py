@@ -75,7 +75,7 @@ _AUTHENTICATED = (
 )
 # Errors of an operation on /agents/{agent_id}…; an unroutable path (say, an id with a `/`) is 404 too.
 _ON_AGENT = (errors.AgentAccessDenied, errors.AgentNotFound, errors.ResourceNotFound)
-_WITH_BODY = (errors.ValidationFailed, errors.PayloadTooLarge)
+_WITH_BODY = (errors.ValidationFailed, errors.PayloadTooLarge, errors.UnsupportedMediaType)
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,31 @@ def test_a_client_that_leaves_mid_body_is_logged_as_a_disconnect_not_an_error(se
     assert " 500 " not in access[0].getMessage()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
     assert any(r.levelno == logging.INFO and "disconnect" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "json", ""]
+)
+def test_a_body_that_says_it_is_not_json_is_refused_with_415(client, content_type):  # type: ignore[no-untyped-def]
+    response = client.post(
+        "/api/v1/agents/1/chat", content=b'{"message": "hi"}', headers={"content-type": content_type}
+    )
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "UNSUPPORTED_MEDIA_TYPE" and "application/json" in error["message"]
+
+
+def test_two_content_types_are_refused_with_415(client):  # type: ignore[no-untyped-def]
+    headers = [(b"content-type", b"application/json"), (b"content-type", b"text/plain")]
+    response = client.post("/api/v1/agents", content=b'{"name": "Twice"}', headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "Application/JSON; charset=UTF-8", "application/vnd.chat+json"]
+)
+def test_json_media_types_and_a_missing_content_type_are_accepted(client, content_type):  # type: ignore[no-untyped-def]
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/api/v1/agents/1/chat", content=b'{"message": "hi"}', headers=headers)
+    assert response.status_code == 200, response.text

@@ -135,7 +135,16 @@ def test_every_error_answer_is_the_envelope_with_a_contract_code() -> None:
     codes = doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"]
     assert set(codes) == set(ERROR_STATUS)
     # Every status the contract lists, except 405 (a path's, not an operation's) and STREAMING_ERROR's 500 in-stream.
-    assert seen_statuses == {400, 401, 402, 403, 404, 409, 413, 429, 500, 502, 503, 504}
+    assert seen_statuses == {400, 401, 402, 403, 404, 409, 413, 415, 429, 500, 502, 503, 504}
+
+
+def test_every_operation_with_a_body_documents_the_415_for_a_body_that_is_not_json() -> None:
+    for path, methods in document()["paths"].items():
+        for method, op in methods.items():
+            if "requestBody" in op:
+                assert op["responses"]["415"]["description"] == "UNSUPPORTED_MEDIA_TYPE", (method, path)
+            else:
+                assert "415" not in op["responses"], (method, path)
 
 
 def test_chat_and_create_agent_take_an_idempotency_key() -> None:

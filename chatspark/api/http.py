@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chatspark.apikeys import Principal, authenticate
-from chatspark.errors import AgentNotFound, PayloadTooLarge, ValidationFailed
+from chatspark.errors import AgentNotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from chatspark.pagination import PageQuery, page_query
 from chatspark.request_context import EXTRA_HEADERS
 from chatspark.schemas import decode_body
@@ -48,6 +48,11 @@ def agent_id(request: Request) -> int:
 
 
 async def json_body(request: Request, kind: type[T]) -> T:
+    # No Content-Type is read as JSON (what `curl -d` users forget); one that names another type is
+    # refused rather than guessed past, so a form or a text body never passes for JSON by luck.
+    content_types = request.headers.getlist("content-type")
+    if content_types and (len(content_types) > 1 or not _is_json(content_types[0])):
+        raise UnsupportedMediaType()
     limit = services(request).config.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -58,6 +63,12 @@ async def json_body(request: Request, kind: type[T]) -> T:
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
     return decode_body(bytes(body), kind)
+
+
+def _is_json(content_type: str) -> bool:
+    """`application/json` or a structured `application/…+json`, with any parameters (`charset`)."""
+    kind, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    return kind == "application" and (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5))
 
 
 def page(request: Request) -> PageQuery:
