@@ -64,6 +64,7 @@ class ErrorEnvelope(msgspec.Struct):
 
 # Errors every authenticated operation can answer.
 _AUTHENTICATED = (
+    errors.ValidationFailed,  # two Authorization headers
     errors.ApiKeyMissing,
     errors.ApiKeyInvalid,
     errors.ApiKeyExpired,

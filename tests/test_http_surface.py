@@ -179,3 +179,14 @@ def test_json_media_types_and_a_missing_content_type_are_accepted(client, conten
     headers = {"content-type": content_type} if content_type else {}
     response = client.post("/api/v1/agents/1/chat", content=b'{"message": "hi"}', headers=headers)
     assert response.status_code == 200, response.text
+
+
+def test_two_authorization_headers_are_a_validation_error_not_first_one_wins(server, key):  # type: ignore[no-untyped-def]
+    with server.client() as http:
+        for second in (key, "Bearer cs_live_" + "a" * 40):
+            headers = [(b"authorization", f"Bearer {key}".encode()), (b"authorization", second.encode())]
+            response = http.get("/api/v1/agents", headers=headers)
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["code"] == "VALIDATION_ERROR" and list(error["details"]["fields"]) == ["Authorization"]
+            assert "x-ratelimit-limit" not in response.headers  # no key was accepted

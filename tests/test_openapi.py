@@ -70,6 +70,8 @@ def test_bearer_auth_on_every_operation_but_health_and_the_document() -> None:
             else:
                 assert "security" not in op, path  # inherits the document's bearer requirement
                 assert {"401", "403", "429", "500", "503"} <= set(op["responses"]), (method, path)
+                # Two Authorization headers are refused before any key is looked at.
+                assert "VALIDATION_ERROR" in op["responses"]["400"]["description"], (method, path)
 
 
 def test_request_bodies_come_from_the_wire_types() -> None:

@@ -27,7 +27,11 @@ async def principal(request: Request, scope: str) -> Principal:
     """The caller's checked key, which must carry `scope`. From here on, every response to this
     request (errors and streams included) carries the key's mode and rate-limit headers."""
     svc = services(request)
-    caller = await authenticate(svc.store, request.headers.get("authorization"), svc.config.limits)
+    sent = request.headers.getlist("authorization")
+    if len(sent) > 1:
+        # Proxies and servers disagree on which of two would win; refuse rather than pick one.
+        raise ValidationFailed.field("Authorization", "must be sent once")
+    caller = await authenticate(svc.store, sent[0] if sent else None, svc.config.limits)
     response_headers(request).update(caller.headers())
     caller.require(scope)
     return caller
