@@ -190,3 +190,13 @@ def test_two_authorization_headers_are_a_validation_error_not_first_one_wins(ser
             error = response.json()["error"]
             assert error["code"] == "VALIDATION_ERROR" and list(error["details"]["fields"]) == ["Authorization"]
             assert "x-ratelimit-limit" not in response.headers  # no key was accepted
+
+
+def test_a_whole_number_written_as_5_0_is_an_integer(client):  # type: ignore[no-untyped-def]
+    # JSON has one number 5 however it is spelled, and the OpenAPI document's `integer` admits 5.0.
+    created = client.post("/api/v1/agents", json={"name": "Floats", "historyTurns": 5.0, "historyTokens": 1e3})
+    assert created.status_code == 201, created.text
+    assert (created.json()["agent"]["historyTurns"], created.json()["agent"]["historyTokens"]) == (5, 1000)
+    refused = client.post("/api/v1/agents", json={"name": "Floats", "historyTurns": 5.5})
+    assert refused.status_code == 400
+    assert list(refused.json()["error"]["details"]["fields"]) == ["historyTurns"]
