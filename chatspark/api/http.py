@@ -52,8 +52,8 @@ def agent_id(request: Request) -> int:
 
 
 async def json_body(request: Request, kind: type[T]) -> T:
-    # No Content-Type is read as JSON (what `curl -d` users forget); one that names another type is
-    # refused rather than guessed past, so a form or a text body never passes for JSON by luck.
+    # No Content-Type is read as JSON (scripts and raw clients often send none); one that names
+    # another type is refused rather than guessed past: a form or text body never passes by luck.
     content_types = request.headers.getlist("content-type")
     if content_types and (len(content_types) > 1 or not _is_json(content_types[0])):
         raise UnsupportedMediaType()
