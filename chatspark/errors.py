@@ -117,6 +117,11 @@ class PayloadTooLarge(ApiError):
     default_message = "The request body is too large."
 
 
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "Send the body as JSON, with 'Content-Type: application/json' or no Content-Type."
+
+
 class MethodNotAllowed(ApiError):
     status, code = 405, "METHOD_NOT_ALLOWED"
     default_message = "This method is not allowed on this path."

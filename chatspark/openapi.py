@@ -32,6 +32,7 @@ REF = "#/components/schemas/{name}"
 
 # Errors every authenticated operation can answer.
 _AUTHENTICATED = (
+    errors.ValidationFailed,  # two Authorization headers
     errors.ApiKeyMissing,
     errors.ApiKeyInvalid,
     errors.ApiKeyExpired,
@@ -43,7 +44,17 @@ _AUTHENTICATED = (
 )
 # Errors of an operation on /agents/{agent_id}…; an unroutable path (say, an id with a `/`) is 404 too.
 _ON_AGENT = (errors.AgentAccessDenied, errors.AgentNotFound, errors.ResourceNotFound)
-_WITH_BODY = (errors.ValidationFailed, errors.PayloadTooLarge)
+_WITH_BODY = (errors.ValidationFailed, errors.PayloadTooLarge, errors.UnsupportedMediaType)
+
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: another operation that takes values from this success answer (or request)."""
+
+    name: str
+    method: str
+    path: str
+    parameters: tuple[tuple[str, str], ...]  # (parameter, runtime expression)
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,41 @@ class Operation:
     paged: bool = False  # takes `limit` and `cursor`
     idempotent: bool = False  # honours `Idempotency-Key`
     required: tuple[str, ...] = ()  # body fields this operation requires beyond the type's own
+    links: tuple[Link, ...] = ()  # where the ids and cursors of its success answer lead
 
 
 AGENTS = "/api/v1/agents"
 AGENT = "/api/v1/agents/{agent_id}"
 CONVERSATIONS = f"{AGENT}/conversations"
 CONVERSATION = f"{CONVERSATIONS}/{{conversation_id}}"
+MESSAGES = f"{CONVERSATION}/messages"
+FEEDBACK = f"{MESSAGES}/{{message_id}}/feedback"
+
+# Ids and cursors are server-issued; the links say which answer issues each and who takes it.
+_SAME_AGENT = ("agent_id", "$request.path.agent_id")
+_SAME_CONVERSATION = ("conversation_id", "$request.path.conversation_id")
+_NEXT_CURSOR = ("cursor", "$response.body#/nextCursor")
+
+
+def _agent_links(agent_id: str) -> tuple[Link, ...]:
+    given = (("agent_id", agent_id),)
+    return (
+        Link("GetAgent", "get", AGENT, given),
+        Link("UpdateAgent", "patch", AGENT, given),
+        Link("DeleteAgent", "delete", AGENT, given),
+        Link("Chat", "post", f"{AGENT}/chat", given),
+        Link("ListConversations", "get", CONVERSATIONS, given),
+    )
+
+
+def _conversation_links(conversation_id: str) -> tuple[Link, ...]:
+    given = (_SAME_AGENT, ("conversation_id", conversation_id))
+    return (
+        Link("GetConversation", "get", CONVERSATION, given),
+        Link("ListMessages", "get", MESSAGES, given),
+        Link("DeleteConversation", "delete", CONVERSATION, given),
+    )
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/api/v1/health", "Is this replica able to serve (its store reachable)?", Health),
@@ -77,6 +117,9 @@ OPERATIONS: tuple[Operation, ...] = (
         scope="chat",
         body=ChatRequest,
         idempotent=True,
+        links=_conversation_links("$response.body#/conversationId")
+        + (Link("RateMessage", "post", FEEDBACK, (_SAME_AGENT, ("conversation_id", "$response.body#/conversationId"),
+                                                  ("message_id", "$response.body#/messageId"))),),
         failures=_ON_AGENT
         + _WITH_BODY
         + (
@@ -88,24 +131,29 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
     ),
     Operation("get", AGENTS, "The agents this key may use, newest first.", AgentsPage, scope="agents:read",
-              paged=True, failures=(errors.ValidationFailed,)),
+              paged=True, failures=(errors.ValidationFailed,),
+              links=(Link("NextPage", "get", AGENTS, (_NEXT_CURSOR,)), *_agent_links("$response.body#/agents/0/id"))),
     Operation("post", AGENTS, "Create an agent.", AgentEnvelope, status=201, scope="agents:write", body=AgentChanges,
               idempotent=True, required=("name",),
-              failures=_WITH_BODY + (errors.AgentAccessDenied, errors.IdempotencyConflict)),
+              failures=_WITH_BODY + (errors.AgentAccessDenied, errors.IdempotencyConflict),
+              links=_agent_links("$response.body#/agent/id")),
     Operation("get", AGENT, "One agent.", AgentEnvelope, scope="agents:read", failures=_ON_AGENT),
     Operation("patch", AGENT, "Change the fields sent.", AgentEnvelope, scope="agents:write", body=AgentChanges,
               failures=_ON_AGENT + _WITH_BODY),
     Operation("delete", AGENT, "Delete the agent and all its conversations.", None, status=204,
               scope="agents:write", failures=_ON_AGENT),
     Operation("get", CONVERSATIONS, "The agent's conversations, newest first.", ConversationsPage,
-              scope="conversations:read", paged=True, failures=_ON_AGENT + (errors.ValidationFailed,)),
+              scope="conversations:read", paged=True, failures=_ON_AGENT + (errors.ValidationFailed,),
+              links=(Link("NextPage", "get", CONVERSATIONS, (_SAME_AGENT, _NEXT_CURSOR)),
+                     *_conversation_links("$response.body#/conversations/0/id"))),
     Operation("get", CONVERSATION, "Every stored exchange, oldest first.", ConversationEnvelope,
               scope="conversations:read", failures=_ON_AGENT),
     Operation("delete", CONVERSATION, "Delete a conversation.", None, status=204, scope="conversations:write",
               failures=_ON_AGENT),
-    Operation("get", f"{CONVERSATION}/messages", "The conversation's messages (two per turn), oldest first.",
-              MessagesPage, scope="conversations:read", paged=True, failures=_ON_AGENT + (errors.ValidationFailed,)),
-    Operation("post", f"{CONVERSATION}/messages/{{message_id}}/feedback", "Rate an assistant message.",
+    Operation("get", MESSAGES, "The conversation's messages (two per turn), oldest first.",
+              MessagesPage, scope="conversations:read", paged=True, failures=_ON_AGENT + (errors.ValidationFailed,),
+              links=(Link("NextPage", "get", MESSAGES, (_SAME_AGENT, _SAME_CONVERSATION, _NEXT_CURSOR)),)),
+    Operation("post", FEEDBACK, "Rate an assistant message.",
               FeedbackResponse, scope="feedback", body=FeedbackRequest, failures=_ON_AGENT + _WITH_BODY),
 )
 
@@ -126,8 +174,12 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 _PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "required": False, "description": "Page size.",
      "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    # JSON Schema cannot say "a value the server issued": the description and the `NextPage` links
+    # say it; any other string, however well formed, is refused.
     {"name": "cursor", "in": "query", "required": False,
-     "description": "`nextCursor` of the previous page of the same list (opaque, signed).",
+     "description": "Server-issued: the `nextCursor` of the previous page of this same list, as it came "
+                    "(opaque and signed). Any other value, including another list's cursor, is 400 "
+                    "VALIDATION_ERROR.",
      "schema": {"type": "string", "maxLength": 512}},
 ]
 _IDEMPOTENCY_KEY = {
@@ -143,9 +195,11 @@ _REQUEST_ID = {
     "name": "x-request-id",
     "in": "header",
     "required": False,
-    "description": "Echoed when printable ASCII of at most 128 characters; otherwise the service mints one.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 128,
-               "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"},
+    # Any value is accepted, so the schema admits any string: a pattern here would promise a 400
+    # that never comes.
+    "description": "Echoed when printable ASCII and at most 128 characters; otherwise replaced by one the "
+                   "service mints (`req_…`). Never refused.",
+    "schema": {"type": "string"},
 }
 _HEADERS = {
     "x-request-id": {"description": "The request's id, also in every log line about it.", "required": True,
@@ -205,6 +259,11 @@ def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         success["content"] = _json(refs[op.answer])
     if op.body is ChatRequest:
         success["content"]["text/event-stream"] = {"schema": _stream_event(refs)}
+    if op.links:
+        success["links"] = {
+            link.name: {"operationId": _operation_id(link.method, link.path), "parameters": dict(link.parameters)}
+            for link in op.links
+        }
     responses = {str(op.status): success}
     if op.answer is Health:
         responses["503"] = {"description": "Degraded: `failed` names the unreachable dependency.",
@@ -223,6 +282,13 @@ def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
     return responses
 
 
+def _operation_id(method: str, path: str) -> str:
+    return (
+        f"{method}_{path.removeprefix('/api/v1/').strip('/')}".replace("/", "_")
+        .replace("{", "").replace("}", "").replace(".", "_")
+    )
+
+
 def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, **spec}
@@ -235,8 +301,7 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         parameters.append(_IDEMPOTENCY_KEY)
     parameters.append(_REQUEST_ID)
     spec: dict[str, Any] = {
-        "operationId": f"{op.method}_{op.path.removeprefix('/api/v1/').strip('/')}".replace("/", "_")
-        .replace("{", "").replace("}", "").replace(".", "_"),
+        "operationId": _operation_id(op.method, op.path),
         "summary": op.summary,
         "parameters": parameters,
         "responses": _responses(op, refs),
@@ -259,6 +324,12 @@ def _chat_request_schema(components: dict[str, Any], max_message_chars: int) -> 
     message.update(minLength=1, maxLength=max_message_chars, pattern="\\S")
 
 
+def _agent_changes_schema(components: dict[str, Any], models: tuple[str, ...]) -> None:
+    """What `AgentChanges`' type cannot say: `model` names a configured model (else 400 on `model`)."""
+    if models:
+        components["AgentChanges"]["properties"]["model"] = {"anyOf": [{"enum": list(models)}, {"type": "null"}]}
+
+
 def _any_json(kind: type) -> dict[str, Any]:
     if kind is object:
         return {"description": "any JSON value"}  # (an empty schema would read as "no schema")
@@ -266,8 +337,9 @@ def _any_json(kind: type) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def document(max_message_chars: int = 32_000) -> dict[str, Any]:
-    """The whole document. Built once per message limit (the one configuration value it shows)."""
+def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The whole document. Built once per configuration it shows: the message limit and the names of
+    the configured models (none given: any model name, as far as the document says)."""
     types = [
         ChatRequest, ChatResponse, StreamDelta, StreamDone, StreamFailure, Health, AgentsPage, AgentEnvelope,
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
@@ -275,6 +347,7 @@ def document(max_message_chars: int = 32_000) -> dict[str, Any]:
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)
+    _agent_changes_schema(components, models)
     refs = dict(zip(types, schemas))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
@@ -299,5 +372,5 @@ def document(max_message_chars: int = 32_000) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def document_json(max_message_chars: int = 32_000) -> bytes:
-    return msgspec.json.encode(document(max_message_chars))
+def document_json(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> bytes:
+    return msgspec.json.encode(document(max_message_chars, models))

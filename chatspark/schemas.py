@@ -150,7 +150,14 @@ _FIELD_PROBLEM = re.compile(r"^Object (?P<what>missing required|contains unknown
 def decode_body(body: bytes, kind: type[T]) -> T:
     """Decodes and validates a JSON body, naming each bad field under `details.fields`."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        try:
+            return msgspec.json.decode(body, type=kind)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            # JSON (and JSON Schema's `integer`) has one number 5, however it is written; msgspec
+            # refuses `5.0` for an int. Rare, so only then: whole numbers become ints, checked again.
+            return msgspec.convert(_whole_numbers_as_ints(msgspec.json.decode(body)), type=kind)
     except msgspec.ValidationError as exc:
         field, problem = _describe(str(exc))
         raise ValidationFailed.field(field, _with_choices(problem, kind, field)) from None
@@ -166,6 +173,17 @@ def decode_query(params: Mapping[str, str], kind: type[T]) -> T:
     except msgspec.ValidationError as exc:
         field, problem = _describe(str(exc))
         raise ValidationFailed.field(field, problem.replace("known field", "known parameter")) from None
+
+
+def _whole_numbers_as_ints(value: object) -> object:
+    # Beyond 2**53 a float no longer names one integer: left as it is, it is refused as before.
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers_as_ints(item) for item in value]
+    return value
 
 
 def _describe(error: str) -> tuple[str, str]:

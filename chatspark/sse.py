@@ -16,7 +16,10 @@ from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("chatspark.sse")
 
-PING = b": ping\n\n"
+# A comment line alone, without the blank line that ends an event: the spec ignores both forms,
+# but @microsoft/fetch-event-source dispatches an empty message at every blank line. Pings only go
+# out between whole events, so the line never splits one.
+PING = b": ping\n"
 
 HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",

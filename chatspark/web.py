@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -41,6 +42,7 @@ log = logging.getLogger("chatspark")
 DEV_KEY_HOURS = 24
 # Where `make run` keeps its dev key between starts (the working directory; git ignores it).
 DEV_KEY_FILE = Path(".chatspark-dev-key")
+Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 
 
@@ -95,23 +97,27 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
 
     app = Starlette(
         routes=[
-            Route("/api/v1/health", health, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/api/v1/agents", agents_api.list_agents, methods=["GET"]),
-            Route("/api/v1/agents", agents_api.create_agent, methods=["POST"]),
-            Route("/api/v1/agents/{agent_id}", agents_api.get_agent, methods=["GET"]),
-            Route("/api/v1/agents/{agent_id}", agents_api.update_agent, methods=["PATCH"]),
-            Route("/api/v1/agents/{agent_id}", agents_api.delete_agent, methods=["DELETE"]),
-            Route("/api/v1/agents/{agent_id}/chat", chat, methods=["POST"]),
-            Route(f"{CONVERSATION}", conversations_api.get_conversation, methods=["GET"]),
-            Route(f"{CONVERSATION}", conversations_api.delete_conversation, methods=["DELETE"]),
-            Route("/api/v1/agents/{agent_id}/conversations", conversations_api.list_conversations, methods=["GET"]),
-            Route(f"{CONVERSATION}/messages", conversations_api.list_messages, methods=["GET"]),
-            Route(f"{CONVERSATION}/messages/{{message_id}}/feedback", conversations_api.rate_message, methods=["POST"]),
+            _resource("/api/v1/health", GET=health),
+            _resource("/openapi.json", GET=openapi),
+            _resource("/api/v1/agents", GET=agents_api.list_agents, POST=agents_api.create_agent),
+            _resource(
+                "/api/v1/agents/{agent_id}",
+                GET=agents_api.get_agent,
+                PATCH=agents_api.update_agent,
+                DELETE=agents_api.delete_agent,
+            ),
+            _resource("/api/v1/agents/{agent_id}/chat", POST=chat),
+            _resource(CONVERSATION, GET=conversations_api.get_conversation, DELETE=conversations_api.delete_conversation),
+            _resource("/api/v1/agents/{agent_id}/conversations", GET=conversations_api.list_conversations),
+            _resource(f"{CONVERSATION}/messages", GET=conversations_api.list_messages),
+            _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )
+    # A trailing slash is a 404 like any unknown path, not Starlette's redirect: that 307 has an
+    # empty body instead of the envelope, and its Location is built from the client's Host header.
+    app.router.redirect_slashes = False
     drain = Drain(app, config.server.drain_seconds)
     return RequestContext(drain)
 
@@ -121,6 +127,18 @@ async def _warm(models: ModelRouter) -> None:
         await models.warm()
     except Exception:  # a turn on that backend will try again and answer the error
         log.exception("could not load a model backend")
+
+
+def _resource(path: str, **handlers: Handler) -> Route:
+    """One route per path, dispatching on the method. Starlette answers a wrong method with the
+    `Allow` of the first route whose path matched, so a route per method would list only its own."""
+    if "GET" in handlers:
+        handlers["HEAD"] = handlers["GET"]
+
+    async def dispatch(request: Request) -> ASGIApp:
+        return await handlers[request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
 
 
 async def _print_dev_key(store: Store, port: int) -> None:

@@ -1,14 +1,20 @@
 """Fuzzing: schemathesis against /openapi.json of a real server, and hypothesis on the body decoder.
 
 Whatever a client sends: no 5xx but the contract's 502/503/504, every error in the envelope with a
-contract code, an `x-request-id` on every answer, and no hang. Bounded to run in well under a minute.
+contract code, an `x-request-id` on every answer, and no hang. Every schemathesis check runs
+(`--checks all`: the document tells the truth both ways, valid data is accepted, invalid data
+refused), and `schemathesis run` adds its stateful phase. Each test is bounded to about a minute.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,12 +24,6 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from chatspark.agents import AgentChanges
 from chatspark.errors import ValidationFailed
@@ -32,11 +32,10 @@ from chatspark.schemas import ChatRequest, FeedbackRequest, decode_body
 from tests.conftest import RunningServer
 
 EXAMPLES = 20  # per operation and mode: 13 operations x 3 modes
+CLI_EXAMPLES = 25  # per operation and phase of the `schemathesis run` test
+REPO = Path(__file__).resolve().parent.parent
 ALLOWED_5XX = {502, 503, 504}  # upstream and store failures; agent 1 needs no upstream, Redis is up
 TIMEOUT = 10  # seconds; a request that takes longer counts as a hang
-# A conformance failure says the document and the service disagree; each check is one direction of that.
-CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
-               response_schema_conformance]
 BODY_TYPES = [ChatRequest, AgentChanges, FeedbackRequest]
 
 
@@ -54,6 +53,24 @@ def is_malformed_http(request: requests.PreparedRequest) -> bool:
         any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in str(value))
         for value in request.headers.values()
     )
+
+
+def load_schema(server: RunningServer, key: str) -> schemathesis.schemas.BaseSchema:
+    """The served document with every schemathesis check on (`--checks all`): conformance both
+    ways, valid data accepted, invalid data refused, methods and auth refused, stateful checks.
+    The key goes in as configured headers (the CLI's `-H`), which the auth checks know to remove."""
+    schema = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json", timeout=TIMEOUT)
+    schema.config.update(headers={"Authorization": f"Bearer {key}"})
+    schema.config.checks.update(included_check_names=["all"])
+    return schema
+
+
+def drop_generated_cursor(case: schemathesis.Case) -> None:
+    """The document says a cursor is server-issued (JSON Schema cannot): a generated one makes a
+    schema-valid request the service rightly refuses, so a valid case pages from the start. (The
+    `schemathesis run` test follows the `NextPage` links to issued cursors.)"""
+    if case.meta is not None and case.meta.generation.mode.is_positive and case.query:
+        case.query.pop("cursor", None)
 
 
 def assert_contract_answer(response: schemathesis.Response) -> None:
@@ -81,10 +98,13 @@ MODES = {
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op.method.upper()} {op.path}")
 def test_fuzzed_requests_get_contract_answers(fuzz_server: RunningServer, operation: Any, mode: str) -> None:
     generation, real_path = MODES[mode]
+    can_be_wrong = operation.body or operation.paged or (not real_path and "{" in operation.path)
+    if generation is GenerationMode.NEGATIVE and not can_be_wrong:
+        pytest.skip("nothing left to get wrong: the path is fixed and any x-request-id is accepted")
     base = fuzz_server.base_url
-    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", timeout=TIMEOUT)
-    endpoint = schema[operation.path][operation.method.upper()]
     key = fuzz_server.key()
+    schema = load_schema(fuzz_server, key)
+    endpoint = schema[operation.path][operation.method.upper()]
     with fuzz_server.client(key) as http:
         turn = http.post("/api/v1/agents/1/chat", json={"message": "When are you open?"}).json()
     # Path parameters that name what exists (agent 1, a real conversation and answer) let the
@@ -93,20 +113,21 @@ def test_fuzzed_requests_get_contract_answers(fuzz_server: RunningServer, operat
     fixed = {name: value for name, value in real.items() if f"{{{name}}}" in operation.path}
     strategy = endpoint.as_strategy(generation_mode=generation, path_parameters=fixed if real_path else None)
     session = requests.Session()
+    auth = {"Authorization": f"Bearer {key}"}  # what load_schema configured, for the auth checks
 
     # No shrinking: a failure reports schemathesis' reproducing curl command, and stays fast.
     @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
     @given(case=strategy)
     def check(case: schemathesis.Case) -> None:
-        response = case.call(base_url=base, session=session, headers={"authorization": f"Bearer {key}"},
-                             timeout=TIMEOUT)
+        drop_generated_cursor(case)
+        transport = {"base_url": base, "session": session, "timeout": TIMEOUT}
+        response = case.call(**transport)
         if is_malformed_http(response.request):
             assert response.status_code == 400
             return
         assert_contract_answer(response)
-        if generation is GenerationMode.POSITIVE:
-            case.validate_response(response, checks=CONFORMANCE)
+        case.validate_response(response, headers=auth, transport_kwargs=transport)
 
     try:
         check()
@@ -114,9 +135,32 @@ def test_fuzzed_requests_get_contract_answers(fuzz_server: RunningServer, operat
         session.close()
 
 
+@pytest.mark.timeout(300)
+def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(
+    fuzz_server: RunningServer, tmp_path: Path
+) -> None:
+    """`schemathesis run --checks all` with all its phases, stateful included: sequences that follow
+    the document's links (create an agent, chat, read, page with issued cursors, rate, delete, read
+    again), valid and invalid steps mixed, every check on every answer."""
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{fuzz_server.base_url}/openapi.json",
+        "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
+        "--header", f"Authorization: Bearer {fuzz_server.key()}",
+        "--max-examples", str(CLI_EXAMPLES), "--workers", "1", "--request-timeout", str(TIMEOUT),
+        "--suppress-health-check", "all", "--no-color",
+    ]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(REPO)}
+    # Its own directory: the CLI keeps a cache and a Hypothesis database where it runs.
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report[-12_000:]
+    assert "✅ Stateful" in report, report[-4_000:]  # it ran (links found) and passed
+
+
 def test_fuzz_server_answers_the_document_it_was_built_from(fuzz_server: RunningServer) -> None:
     served = requests.get(f"{fuzz_server.base_url}/openapi.json", timeout=TIMEOUT).json()
-    assert served == msgspec.json.decode(msgspec.json.encode(document()))
+    expected = document(fuzz_server.config.server.max_message_chars, tuple(fuzz_server.config.models))
+    assert served == msgspec.json.decode(msgspec.json.encode(expected))
 
 
 @pytest.mark.parametrize("ttl", [10**12, 10**19])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
+
 import httpx
 import pytest
 
@@ -103,3 +107,96 @@ def test_a_raw_socket_garbage_request_does_not_crash_the_server(server):  # type
         sock.sendall(b"GARBAGE\r\n\r\n")
         sock.recv(1024)
     assert httpx.get(server.base_url + "/api/v1/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/agents/2", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("PUT", "/api/v1/agents", {"GET", "HEAD", "POST"}),
+        ("POST", "/api/v1/agents/1/conversations/c1", {"GET", "HEAD", "DELETE"}),
+        ("GET", "/api/v1/agents/1/chat", {"POST"}),
+    ],
+)
+def test_a_wrong_method_is_told_every_method_the_path_allows(server, method, path, allowed):  # type: ignore[no-untyped-def]
+    with server.client() as http:
+        response = http.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/v1/agents/1/chat/"), ("GET", "/api/v1/agents/")])
+def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(server, method, path):  # type: ignore[no-untyped-def]
+    # A redirect would lose a POST body and put the client's own Host header into Location.
+    with server.client() as http:
+        response = http.request(method, path, headers={"host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+
+
+def test_a_client_that_leaves_mid_body_is_logged_as_a_disconnect_not_an_error(server, key, caplog):  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="chatspark")
+    head = (
+        "POST /api/v1/agents/1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"message": "hel')  # 16 of the 100 bytes promised
+    deadline = time.monotonic() + 10
+    while not (access := [r for r in caplog.records if r.name == "chatspark.access" and "/chat" in r.getMessage()]):
+        assert time.monotonic() < deadline, "no access line for the abandoned request"
+        time.sleep(0.05)
+    assert " 500 " not in access[0].getMessage()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert any(r.levelno == logging.INFO and "disconnect" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "json", ""]
+)
+def test_a_body_that_says_it_is_not_json_is_refused_with_415(client, content_type):  # type: ignore[no-untyped-def]
+    response = client.post(
+        "/api/v1/agents/1/chat", content=b'{"message": "hi"}', headers={"content-type": content_type}
+    )
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "UNSUPPORTED_MEDIA_TYPE" and "application/json" in error["message"]
+
+
+def test_two_content_types_are_refused_with_415(client):  # type: ignore[no-untyped-def]
+    headers = [(b"content-type", b"application/json"), (b"content-type", b"text/plain")]
+    response = client.post("/api/v1/agents", content=b'{"name": "Twice"}', headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "Application/JSON; charset=UTF-8", "application/vnd.chat+json"]
+)
+def test_json_media_types_and_a_missing_content_type_are_accepted(client, content_type):  # type: ignore[no-untyped-def]
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/api/v1/agents/1/chat", content=b'{"message": "hi"}', headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def test_two_authorization_headers_are_a_validation_error_not_first_one_wins(server, key):  # type: ignore[no-untyped-def]
+    with server.client() as http:
+        for second in (key, "Bearer cs_live_" + "a" * 40):
+            headers = [(b"authorization", f"Bearer {key}".encode()), (b"authorization", second.encode())]
+            response = http.get("/api/v1/agents", headers=headers)
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["code"] == "VALIDATION_ERROR" and list(error["details"]["fields"]) == ["Authorization"]
+            assert "x-ratelimit-limit" not in response.headers  # no key was accepted
+
+
+def test_a_whole_number_written_as_5_0_is_an_integer(client):  # type: ignore[no-untyped-def]
+    # JSON has one number 5 however it is spelled, and the OpenAPI document's `integer` admits 5.0.
+    created = client.post("/api/v1/agents", json={"name": "Floats", "historyTurns": 5.0, "historyTokens": 1e3})
+    assert created.status_code == 201, created.text
+    assert (created.json()["agent"]["historyTurns"], created.json()["agent"]["historyTokens"]) == (5, 1000)
+    refused = client.post("/api/v1/agents", json={"name": "Floats", "historyTurns": 5.5})
+    assert refused.status_code == 400
+    assert list(refused.json()["error"]["details"]["fields"]) == ["historyTurns"]

@@ -48,8 +48,18 @@ def test_served_document_is_the_generated_one_without_auth(server: RunningServer
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/json"
     assert first.headers["x-request-id"]
-    assert first.json() == msgspec.json.decode(msgspec.json.encode(document(server.config.server.max_message_chars)))
+    expected = document(server.config.server.max_message_chars, tuple(server.config.models))
+    assert first.json() == msgspec.json.decode(msgspec.json.encode(expected))
     assert second.content == first.content
+
+
+def test_an_agent_model_must_name_a_configured_model(server: RunningServer) -> None:
+    served = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()
+    model = served["components"]["schemas"]["AgentChanges"]["properties"]["model"]
+    assert model == {"anyOf": [{"enum": list(server.config.models)}, {"type": "null"}]}
+    with server.client(server.key()) as http:
+        refused = http.post("/api/v1/agents", json={"name": "Unknown model", "model": "not-configured"})
+    assert refused.status_code == 400 and "model" in refused.json()["error"]["details"]["fields"]
 
 
 def test_document_is_built_once() -> None:
@@ -70,6 +80,8 @@ def test_bearer_auth_on_every_operation_but_health_and_the_document() -> None:
             else:
                 assert "security" not in op, path  # inherits the document's bearer requirement
                 assert {"401", "403", "429", "500", "503"} <= set(op["responses"]), (method, path)
+                # Two Authorization headers are refused before any key is looked at.
+                assert "VALIDATION_ERROR" in op["responses"]["400"]["description"], (method, path)
 
 
 def test_request_bodies_come_from_the_wire_types() -> None:
@@ -135,7 +147,16 @@ def test_every_error_answer_is_the_envelope_with_a_contract_code() -> None:
     codes = doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"]
     assert set(codes) == set(ERROR_STATUS)
     # Every status the contract lists, except 405 (a path's, not an operation's) and STREAMING_ERROR's 500 in-stream.
-    assert seen_statuses == {400, 401, 402, 403, 404, 409, 413, 429, 500, 502, 503, 504}
+    assert seen_statuses == {400, 401, 402, 403, 404, 409, 413, 415, 429, 500, 502, 503, 504}
+
+
+def test_every_operation_with_a_body_documents_the_415_for_a_body_that_is_not_json() -> None:
+    for path, methods in document()["paths"].items():
+        for method, op in methods.items():
+            if "requestBody" in op:
+                assert op["responses"]["415"]["description"] == "UNSUPPORTED_MEDIA_TYPE", (method, path)
+            else:
+                assert "415" not in op["responses"], (method, path)
 
 
 def test_chat_and_create_agent_take_an_idempotency_key() -> None:
@@ -180,3 +201,37 @@ def test_unknown_path_next_to_the_document_is_an_enveloped_404(server: RunningSe
     response = httpx.get(f"{server.base_url}/openapi.yaml", timeout=10)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+
+
+def test_x_request_id_is_any_string_echoed_or_replaced_never_refused() -> None:
+    for methods in document()["paths"].values():
+        for op in methods.values():
+            (request_id,) = [p for p in op["parameters"] if p["name"] == "x-request-id"]
+            # A pattern or a length limit would promise a 400 the service never answers.
+            assert request_id["schema"] == {"type": "string"}
+            assert "Echoed when printable" in request_id["description"] and "128" in request_id["description"]
+
+
+def test_cursors_are_server_issued_and_linked_from_next_cursor() -> None:
+    doc = document()
+    ids = {op["operationId"]: (method, path) for path, methods in doc["paths"].items() for method, op in methods.items()}
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            if not any(p["name"] == "cursor" for p in op["parameters"]):
+                continue
+            (cursor,) = [p for p in op["parameters"] if p["name"] == "cursor"]
+            assert cursor["description"].startswith("Server-issued: the `nextCursor`")
+            next_page = op["responses"]["200"]["links"]["NextPage"]
+            assert ids[next_page["operationId"]] == (method, path)
+            assert next_page["parameters"]["cursor"] == "$response.body#/nextCursor"
+
+
+def test_links_name_real_operations_and_their_parameters() -> None:
+    doc = document()
+    by_id = {op["operationId"]: op for methods in doc["paths"].values() for op in methods.values()}
+    links = [link for methods in doc["paths"].values() for op in methods.values()
+             for answer in op["responses"].values() for link in answer.get("links", {}).values()]
+    assert len(links) > 10
+    for link in links:
+        target = by_id[link["operationId"]]
+        assert set(link["parameters"]) <= {p["name"] for p in target["parameters"]}, link

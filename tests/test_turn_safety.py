@@ -31,7 +31,7 @@ def stored_queries(server, raw_redis, cid):  # type: ignore[no-untyped-def]
 
 
 def without_pings(raw: bytes) -> bytes:
-    return raw.replace(b": ping\n\n", b"")
+    return raw.replace(b": ping\n", b"")
 
 
 # --- one turn at a time ------------------------------------------------------------------------

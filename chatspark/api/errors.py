@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from chatspark import errors
@@ -36,9 +36,16 @@ async def on_unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(errors.InternalError())
 
 
+async def on_client_left(request: Request, exc: Exception) -> None:
+    """A client that closed its connection while sending its body: nobody is left to answer, and
+    nothing on our side failed. No response (the access line shows `-`), no traceback."""
+    log.info("client disconnected while sending its request body")
+
+
 # Starlette picks a handler by the exception's class; `Exception` is its last resort (a bug).
 HANDLERS = {
     **{kind: on_known_error for kind in (*errors.KNOWN_FAILURES, HTTPException)},
+    ClientDisconnect: on_client_left,
     Exception: on_unexpected_error,
 }
 
@@ -47,7 +54,9 @@ def _starlette_error(exc: HTTPException) -> errors.ApiError:
     if exc.status_code == 404:
         return errors.ResourceNotFound("No such route.")
     if exc.status_code == 405:
-        return errors.MethodNotAllowed(headers=exc.headers)
+        # Starlette joins a set: sorted, every replica sends the same header.
+        allowed = sorted(exc.headers["Allow"].split(", ")) if exc.headers else []
+        return errors.MethodNotAllowed(headers={"Allow": ", ".join(allowed)})
     if exc.status_code == 413:
         return errors.PayloadTooLarge()
     if exc.status_code == 400:

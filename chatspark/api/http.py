@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chatspark.apikeys import Principal, authenticate
-from chatspark.errors import AgentNotFound, PayloadTooLarge, ValidationFailed
+from chatspark.errors import AgentNotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from chatspark.pagination import PageQuery, page_query
 from chatspark.request_context import EXTRA_HEADERS
 from chatspark.schemas import decode_body
@@ -27,7 +27,11 @@ async def principal(request: Request, scope: str) -> Principal:
     """The caller's checked key, which must carry `scope`. From here on, every response to this
     request (errors and streams included) carries the key's mode and rate-limit headers."""
     svc = services(request)
-    caller = await authenticate(svc.store, request.headers.get("authorization"), svc.config.limits)
+    sent = request.headers.getlist("authorization")
+    if len(sent) > 1:
+        # Proxies and servers disagree on which of two would win; refuse rather than pick one.
+        raise ValidationFailed.field("Authorization", "must be sent once")
+    caller = await authenticate(svc.store, sent[0] if sent else None, svc.config.limits)
     response_headers(request).update(caller.headers())
     caller.require(scope)
     return caller
@@ -48,6 +52,11 @@ def agent_id(request: Request) -> int:
 
 
 async def json_body(request: Request, kind: type[T]) -> T:
+    # No Content-Type is read as JSON (scripts and raw clients often send none); one that names
+    # another type is refused rather than guessed past: a form or text body never passes by luck.
+    content_types = request.headers.getlist("content-type")
+    if content_types and (len(content_types) > 1 or not _is_json(content_types[0])):
+        raise UnsupportedMediaType()
     limit = services(request).config.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -58,6 +67,12 @@ async def json_body(request: Request, kind: type[T]) -> T:
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
     return decode_body(bytes(body), kind)
+
+
+def _is_json(content_type: str) -> bool:
+    """`application/json` or a structured `application/…+json`, with any parameters (`charset`)."""
+    kind, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    return kind == "application" and (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5))
 
 
 def page(request: Request) -> PageQuery:

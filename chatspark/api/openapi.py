@@ -10,5 +10,6 @@ from chatspark.openapi import document_json
 
 
 async def openapi(request: Request) -> Response:
-    body = document_json(services(request).config.server.max_message_chars)
+    config = services(request).config
+    body = document_json(config.server.max_message_chars, tuple(config.models))
     return Response(body, media_type="application/json")

@@ -1,0 +1,36 @@
+"""Hooks for `schemathesis run` in tests/test_fuzz.py (loaded through SCHEMATHESIS_HOOKS, never by
+pytest): a valid request carries only a cursor the server issued for that list.
+
+The document says so in words and links (`nextCursor` → `cursor`); JSON Schema cannot, so a generated
+string is schema-valid yet refused. A positive case keeps its cursor only if the server handed it
+out for the same list (a link put it there); otherwise the cursor is dropped before the call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+_issued: set[tuple[str, str, str]] = set()
+
+
+def _list_of(case: schemathesis.Case) -> tuple[str, str]:
+    return case.operation.path, repr(sorted((name, str(value)) for name, value in (case.path_parameters or {}).items()))
+
+
+@schemathesis.hook
+def before_call(ctx: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
+    cursor = (case.query or {}).get("cursor")
+    positive = case.meta is not None and case.meta.generation.mode.is_positive
+    if cursor is not None and positive and (*_list_of(case), cursor) not in _issued:
+        del case.query["cursor"]
+
+
+@schemathesis.hook
+def after_call(ctx: Any, case: schemathesis.Case, response: schemathesis.Response) -> None:
+    if response.status_code != 200 or not response.headers.get("content-type", [""])[0].startswith("application/json"):
+        return
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("nextCursor"), str):
+        _issued.add((*_list_of(case), body["nextCursor"]))
