@@ -134,7 +134,9 @@ class Turns:
         resources = TurnResources(self.store, self.leases, self.credits)
         try:
             await resources.hold_credit(principal)
-            conversation_id, is_new, history, stored_turns = await self._claim(request.conversation_id, agent, resources)
+            conversation_id, is_new, history, stored_turns, knowledge_version = await self._claim(
+                request.conversation_id, agent, resources
+            )
             window = build_prompt(
                 instructions=agent.bot_personality,
                 history=history,
@@ -161,19 +163,20 @@ class Turns:
 
     async def _claim(
         self, requested: str | None, agent: Agent, resources: TurnResources
-    ) -> tuple[str, bool, list[StoredTurn], int]:
+    ) -> tuple[str, bool, list[StoredTurn], int, int]:
         """The conversation this turn continues (or a new one), its lease held in `resources` so no
-        other turn of it runs meanwhile: (id, is new, recent turns, stored turn count)."""
+        other turn of it runs meanwhile, read in one round trip with the agent's knowledge version:
+        (id, is new, recent turns, stored turn count, knowledge version)."""
         if requested is None:
             lease = Lease("conversation", new_conversation_id())
-            await self.store.leases.take(lease)
+            _, version = await self.store.open_turn(agent.id, lease)
             resources.hold_lease(lease)
-            return lease.name, True, [], 0
+            return lease.name, True, [], 0, version
         if not CONVERSATION_ID.match(requested):
             raise not_found()
         lease = Lease("conversation", requested)
         try:
-            conversation = await self.store.conversations.load(requested, agent.history_turns, lease)
+            conversation, version = await self.store.open_turn(agent.id, lease, requested, agent.history_turns)
         except LeaseTaken as busy:
             if busy.agent_id not in (None, agent.id):
                 raise not_found() from None
@@ -184,7 +187,7 @@ class Turns:
         if conversation.agent_id != agent.id:
             raise not_found()
         stored_turns = min(conversation.turn_count, self.config.store.max_turns)
-        return requested, False, conversation.recent_turns, stored_turns
+        return requested, False, conversation.recent_turns, stored_turns, version
 
     async def complete(self, turn: PreparedTurn) -> ChatResponse:
         try:

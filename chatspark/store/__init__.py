@@ -11,6 +11,7 @@
 | `keys.py`        | API keys (by hash) and their rate limits                              |
 | `credits.py`     | monthly credits held and charged per key                              |
 | `agents.py`      | agents, their index and idempotent creation                           |
+| `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
 | `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
 """
 
@@ -18,19 +19,21 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 import msgspec
 
 from chatspark.store.agents import AgentStore
 from chatspark.store.config import StoreConfig
 from chatspark.store.connection import MEMORY_URL, Connection, connect, safe_url
-from chatspark.store.conversations import ConversationIndex, ConversationStore
+from chatspark.store.conversations import Conversation, ConversationIndex, ConversationStore
 from chatspark.store.credits import CreditStore
-from chatspark.store.errors import StoreUnavailable
+from chatspark.store.errors import LeaseTaken, StoreUnavailable
 from chatspark.store.journal import TurnJournal
 from chatspark.store.keys import KeyStore
+from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import Layout
-from chatspark.store.leases import LeaseStore
+from chatspark.store.leases import Lease, LeaseStore
 
 log = logging.getLogger("chatspark.store")
 
@@ -51,7 +54,8 @@ class Store:
         )
         self.keys = KeyStore(redis, layout)
         self.credits = CreditStore(redis, layout)
-        self.agents = AgentStore(redis, layout, self.conversation_index)
+        self.knowledge = KnowledgeStore(redis, layout)
+        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge)
 
     @property
     def embedded(self) -> bool:
@@ -62,6 +66,28 @@ class Store:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+    async def open_turn(
+        self, agent_id: int, lease: Lease, cid: str | None = None, recent: int = 0
+    ) -> tuple[Conversation | None, int]:
+        """What a turn reads before it runs, in one round trip: the conversation's lease (taken),
+        its metadata and last `recent` turns (none for a new one, `cid` None), and the agent's
+        knowledge version. Raises LeaseTaken."""
+
+        def read(pipe: Any) -> None:
+            if cid is None:
+                self.conversations.queue_new_lease(pipe, lease)
+            else:
+                self.conversations.queue_load(pipe, cid, recent, lease)
+            self.knowledge.queue_version(pipe, agent_id)
+
+        replies = await self.redis.pipeline(read)
+        version = int(replies[-1] or 0)
+        if cid is None:
+            if not replies[0]:
+                raise LeaseTaken()
+            return None, version
+        return await self.conversations.parse_load(replies[:-1], cid, recent, lease), version
 
     async def cursor_secret(self) -> bytes:
         """The deployment's cursor-signing key, made once by whichever replica asks first."""

@@ -100,16 +100,19 @@ class ConversationStore:
     async def load(self, cid: str, recent: int, lease: Lease | None = None) -> Conversation | None:
         """The conversation's metadata and its last `recent` turns, in one round trip, taking
         `lease` on it in the same trip. Raises LeaseTaken; a missing conversation's lease is let go."""
+        replies = await self.redis.pipeline(lambda pipe: self.queue_load(pipe, cid, recent, lease))
+        return await self.parse_load(replies, cid, recent, lease)
+
+    def queue_load(self, pipe: Any, cid: str, recent: int, lease: Lease | None) -> None:
+        """`load`'s commands, for a pipeline that carries others too (see `Store.open_turn`)."""
         meta_key, turns_key, _ = self.layout.conversation(cid)
+        if lease is not None:
+            pipe.set(self.layout.lease(cid), lease.token, nx=True, px=self._lease_ms)
+        pipe.hgetall(meta_key)
+        if recent > 0:
+            pipe.lrange(turns_key, -recent, -1)
 
-        def read(pipe: Any) -> None:
-            if lease is not None:
-                pipe.set(self.layout.lease(cid), lease.token, nx=True, px=self._lease_ms)
-            pipe.hgetall(meta_key)
-            if recent > 0:
-                pipe.lrange(turns_key, -recent, -1)
-
-        replies = await self.redis.pipeline(read)
+    async def parse_load(self, replies: list[Any], cid: str, recent: int, lease: Lease | None) -> Conversation | None:
         if lease is not None:
             leased, replies = replies[0], replies[1:]
             if not leased:
@@ -128,6 +131,9 @@ class ConversationStore:
             ttl_seconds=int(meta[b"ttl"]),
             recent_turns=[_turn_decoder.decode(raw) for raw in (replies[1] if recent > 0 else [])],
         )
+
+    def queue_new_lease(self, pipe: Any, lease: Lease) -> None:
+        pipe.set(self.layout.lease(lease.name), lease.token, nx=True, px=self._lease_ms)
 
     async def append(
         self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool, lease: Lease | None = None

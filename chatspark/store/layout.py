@@ -25,6 +25,18 @@ Cluster slot in one round trip.
 | {p:agents}:seeded                 | set    | config agent ids seeded once (deleted stay deleted)     |
 | {p:agents}:idem:<sha256>          | string | POST /agents idempotency record; TTL 24 h               |
 | {p}:cursor-secret                 | string | HMAC key of list cursors; a singleton, never expires    |
+| {p}:kn:{<agent>}:sources          | zset   | training id scored by creation ms; owned by the agent   |
+| {p}:kn:{<agent>}:slugs            | hash   | source slug -> training id; owned by the agent          |
+| {p}:kn:{<agent>}:seq, :gen        | string | last training id / content generation handed out        |
+| {p}:kn:{<agent>}:version          | string | bumped when answering content changes (caches rebuild)  |
+| {p}:kn:{<agent>}:src:<id>         | hash   | one source's record; owned by DELETE training/agent     |
+| {p}:kn:{<agent>}:chunks:<id>:<g>  | hash   | n -> chunk + vector of generation g; owned by its       |
+|                                   |        | source (the live one answers, a pending one is built)   |
+| {p}:kn:{<agent>}:data:<id>        | string | a text source's submitted text until its job finished   |
+| {p}:kn:{<agent>}:idem:<sha256>    | string | POST training idempotency record; TTL 24 h              |
+| {p}:kn:{<agent>}:seeded           | set    | config sources seeded once (deleted stay deleted)       |
+| {p}:jobs:ingest                   | stream | ingestion jobs, consumer group "ingest"; acknowledged   |
+|                                   |        | entries are deleted, MAXLEN ~100k                       |
 | {p}:key:{<sha256 of api key>}     | string | JSON key record; TTL expiry+30 d, or 30 d once revoked, |
 |                                   |        | else owned by `chatspark keys revoke`                   |
 | {p}:keys                          | hash   | key id -> sha256, owned by `chatspark keys`             |
@@ -104,3 +116,40 @@ class Layout:
 
     def api_key_index(self) -> str:
         return f"{self.prefix}:keys"
+
+    # An agent's knowledge shares the hash tag `{<agent id>}`: a source's record, its chunks and the
+    # agent's version move together in one script (a re-train's swap is atomic).
+    def _knowledge(self, agent_id: int) -> str:
+        return f"{self.prefix}:kn:{{{agent_id}}}"
+
+    def knowledge_sources(self, agent_id: int) -> str:
+        return f"{self._knowledge(agent_id)}:sources"
+
+    def knowledge_slugs(self, agent_id: int) -> str:
+        return f"{self._knowledge(agent_id)}:slugs"
+
+    def knowledge_counters(self, agent_id: int) -> tuple[str, str]:
+        """(training id sequence, generation sequence)."""
+        tag = self._knowledge(agent_id)
+        return f"{tag}:seq", f"{tag}:gen"
+
+    def knowledge_version(self, agent_id: int) -> str:
+        return f"{self._knowledge(agent_id)}:version"
+
+    def knowledge_source(self, agent_id: int, training_id: int) -> str:
+        return f"{self._knowledge(agent_id)}:src:{training_id}"
+
+    def knowledge_chunks(self, agent_id: int, training_id: int, generation: int) -> str:
+        return f"{self._knowledge(agent_id)}:chunks:{training_id}:{generation}"
+
+    def knowledge_data(self, agent_id: int, training_id: int) -> str:
+        return f"{self._knowledge(agent_id)}:data:{training_id}"
+
+    def knowledge_idempotency(self, agent_id: int, digest: str) -> str:
+        return f"{self._knowledge(agent_id)}:idem:{digest}"
+
+    def knowledge_seeded(self, agent_id: int) -> str:
+        return f"{self._knowledge(agent_id)}:seeded"
+
+    def ingestion_jobs(self) -> str:
+        return f"{self.prefix}:jobs:ingest"

@@ -258,3 +258,104 @@ local existed = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return existed
 """)
+
+# Adds a training source, or re-trains the agent's source of the same slug, as `pending` with a
+# new content generation (its job is already in the ingestion stream). A re-trained source keeps
+# its live generation answering until the new one completes.
+# KEYS: slugs, sources, record (new id), data (new id), idempotency, record (existing id), data (existing id).
+# ARGV: slug, new id, generation, type, url, now ms, data ('' unless text), body digest ('' = no key),
+#       idempotency ttl s, existing id ('' = none seen).
+# Returns {1, id} created, {2, id} re-trained, {0, id} idempotent replay, {-1, 0} key used with
+# another body, {-2, id} the slug's id is not the one the caller saw (call again).
+ADD_SOURCE = Script("add_source", """
+if ARGV[8] ~= '' then
+  local earlier = redis.call('GET', KEYS[5])
+  if earlier then
+    local digest, id = string.match(earlier, '^(%x+):(%d+)$')
+    if digest ~= ARGV[8] then return {-1, 0} end
+    return {0, tonumber(id)}
+  end
+end
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if (existing or '') ~= ARGV[10] then return {-2, tonumber(existing or '0')} end
+local id, record, data, outcome = ARGV[2], KEYS[3], KEYS[4], 1
+if existing then
+  id, record, data, outcome = existing, KEYS[6], KEYS[7], 2
+else
+  redis.call('HSET', KEYS[1], ARGV[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[6], id)
+  redis.call('HSET', record, 'id', id, 'source', ARGV[1], 'created', ARGV[6], 'live', '0', 'count', '', 'title', '')
+end
+redis.call('HSET', record, 'type', ARGV[4], 'url', ARGV[5], 'status', 'pending', 'error', '', 'updated', ARGV[6],
+           'pending', ARGV[3])
+if ARGV[4] == 'text' then redis.call('SET', data, ARGV[7]) else redis.call('DEL', data) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[5], ARGV[8] .. ':' .. id, 'EX', ARGV[9]) end
+return {outcome, tonumber(id)}
+""")
+
+# A job starts on its generation. KEYS: record. ARGV: generation, now ms.
+# Returns 1 (run it), 0 (the record does not show this generation yet: its add is still on the
+# way), -1 (stale: the source was deleted, re-trained again, or this generation finished).
+START_JOB = Script("start_job", """
+local state = redis.call('HMGET', KEYS[1], 'pending', 'live')
+if not state[1] then return -1 end
+local gen, pending, live = tonumber(ARGV[1]), tonumber(state[1]), tonumber(state[2])
+if pending == gen then
+  redis.call('HSET', KEYS[1], 'status', 'processing', 'updated', ARGV[2])
+  return 1
+end
+if pending < gen and live < gen then return 0 end
+return -1
+""")
+
+# Stores chunks of a generation still pending (a retried job writes the same fields: no duplicates).
+# KEYS: record, chunks. ARGV: generation, n, blob, n, blob, ...
+STORE_CHUNKS = Script("store_chunks", """
+if redis.call('HGET', KEYS[1], 'pending') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+""")
+
+# The generation's chunks replace the live ones in one step (no moment with neither).
+# KEYS: record, new chunks, old chunks, version, data. ARGV: generation, old generation, title, now ms, chunk count.
+# Returns 1 swapped, 0 stale (its chunks are dropped), -1 the live generation moved (call again).
+COMPLETE_JOB = Script("complete_job", """
+local state = redis.call('HMGET', KEYS[1], 'pending', 'live')
+if state[1] ~= ARGV[1] then
+  if not state[1] or tonumber(state[1]) ~= tonumber(ARGV[1]) then redis.call('DEL', KEYS[2]) end
+  return 0
+end
+if state[2] ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[1], 'live', ARGV[1], 'pending', '0', 'status', 'completed', 'error', '',
+           'count', ARGV[5], 'title', ARGV[3], 'updated', ARGV[4])
+if ARGV[2] ~= '0' then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[5])
+redis.call('INCR', KEYS[4])
+return 1
+""")
+
+# A job failed for good: the source says why; a live generation keeps answering.
+# KEYS: record, chunks, data. ARGV: generation, error, now ms.
+FAIL_JOB = Script("fail_job", """
+if redis.call('HGET', KEYS[1], 'pending') ~= ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'pending', '0', 'status', 'failed', 'error', ARGV[2], 'updated', ARGV[3])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+""")
+
+# Deletes a source with all its content; answers stop citing it at once (the version moves).
+# KEYS: record, slugs, sources, live chunks, pending chunks, pending data, version. ARGV: id, live, pending.
+# Returns 0 when the record changed generation meanwhile (call again), 1 deleted, -1 no such source.
+DELETE_SOURCE = Script("delete_source", """
+local state = redis.call('HMGET', KEYS[1], 'source', 'live', 'pending')
+if not state[1] then return -1 end
+if state[2] ~= ARGV[2] or state[3] ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[2], state[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
+redis.call('INCR', KEYS[7])
+return 1
+""")
