@@ -41,6 +41,14 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_key_env: str | None = None
 
 
+class Excerpt(msgspec.Struct, frozen=True):
+    """A passage of the agent's knowledge sent with a turn (already in `messages` for real models)."""
+
+    text: str
+    title: str | None
+    score: float  # 0..1, best first
+
+
 class ModelCall(msgspec.Struct, frozen=True, kw_only=True):
     model: ModelSettings
     messages: tuple[Message, ...]
@@ -48,6 +56,8 @@ class ModelCall(msgspec.Struct, frozen=True, kw_only=True):
     # For knowledge-only backends (`local`): the agent's FAQ and its fallback answer.
     faq: tuple[FaqEntry, ...] = ()
     no_answer: str = ""
+    # For knowledge-only backends: the retrieved passages, best first.
+    excerpts: tuple[Excerpt, ...] = ()
 
 
 class TokenUsage(msgspec.Struct, frozen=True, rename="camel"):

@@ -1,4 +1,5 @@
-"""Offline backend: answers from the agent's FAQ by word overlap with the last user message.
+"""Offline backend: answers from the agent's FAQ by word overlap with the last user message, else
+extractively from the agent's knowledge (the best sentences of the best retrieved passage).
 
 Deterministic and dependency-free, so agents work with no provider, no key and no network.
 """
@@ -114,10 +115,32 @@ def estimate_tokens(text: str) -> int:
 def answer(call: ModelCall) -> str:
     no_answer = call.no_answer or DEFAULT_NO_ANSWER
     question = next((m.content for m in reversed(call.messages) if m.role == "user"), "")
-    if not call.faq or not question.strip():
+    if not question.strip():
         return no_answer
-    entry, score = _index(call.faq).best(question)
-    return entry.answer if entry is not None and score >= THRESHOLD else no_answer
+    if call.faq:
+        entry, score = _index(call.faq).best(question)
+        if entry is not None and score >= THRESHOLD:
+            return entry.answer  # the FAQ answers first, word for word
+    if call.excerpts:
+        return _extract(question, call.excerpts[0].text) or no_answer
+    return no_answer
+
+
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+EXTRACT_SENTENCES = 2
+
+
+def _extract(question: str, passage: str) -> str:
+    """The passage's sentences that share the most content words with the question (in passage
+    order, at most two); the passage's first sentences when none does. Retrieval already judged the
+    passage relevant: this only picks what to quote."""
+    wanted = set(_terms(question))
+    sentences = [s.strip() for s in _SENTENCE.findall(passage) if len(s.strip()) > 3 and not s.strip().startswith("#")]
+    if not sentences:
+        return ""
+    scored = sorted(range(len(sentences)), key=lambda i: -len(wanted & set(_terms(sentences[i]))))
+    best = sorted(scored[:EXTRACT_SENTENCES]) if wanted & set(_terms(sentences[scored[0]])) else [0, 1][: len(sentences)]
+    return " ".join(sentences[i] for i in best)
 
 
 def _usage(messages: tuple[Message, ...], text: str) -> TokenUsage:

@@ -28,7 +28,9 @@ from chatspark.config import LimitsConfig
 from chatspark.store import Store
 from chatspark.store.keys import ApiKeyRecord, KeyMode, RateState
 
-SCOPES = ("chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback")
+SCOPES = (
+    "chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback", "training",
+)
 PREFIXES = {"live": "cs_live_", "test": "cs_test_"}
 _ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 40  # 40 base-62 characters ≈ 238 bits
@@ -89,7 +91,7 @@ def mint_key(
         id="key_" + secrets.token_hex(6),
         hash=hash_key(plain),
         mode=mode,
-        scopes=sorted(scopes) if scopes else list(SCOPES),
+        scopes=sorted(scopes) if scopes else None,  # None: every scope, today's and later ones
         agents=sorted(set(agents)) if agents else None,
         created=now_ms(),
         expires=expires_ms,
@@ -131,7 +133,7 @@ async def authenticate(store: Store, authorization: str | None, limits: LimitsCo
     principal = Principal(
         key_id=record.id,
         mode=record.mode,
-        scopes=frozenset(record.scopes),
+        scopes=frozenset(SCOPES if record.scopes is None else record.scopes),
         agents=None if record.agents is None else frozenset(record.agents),
         key_hash=record.hash,
         monthly_cap=cap,

@@ -166,7 +166,7 @@ def _keys_create(args: argparse.Namespace, config: Config) -> int:
         args.mode, scopes=scopes, agents=agents, expires_ms=expires, name=args.name, rate_limit=rate, monthly_cap=cap
     )
     _with_store(config, lambda store: store.keys.put(record))
-    print(f"id: {record.id}  mode: {record.mode}  scopes: {' '.join(record.scopes)}")
+    print(f"id: {record.id}  mode: {record.mode}  scopes: {_scopes(record)}")
     print(f"agents: {'all' if record.agents is None else ','.join(map(str, record.agents))}  "
           f"expires: {iso(expires) if expires else 'never'}")
     print(f"rate limit: {_rate(record, config)}/min  monthly cap: {_cap(record, config)}")
@@ -184,7 +184,7 @@ def _keys_list(args: argparse.Namespace, config: Config) -> int:
         agents = "all" if r.agents is None else ",".join(map(str, r.agents))
         print(f"{r.id}  {r.mode:4}  {state:7}  created {iso(r.created)}  "
               f"expires {iso(r.expires) if r.expires else 'never':24}  agents {agents}  "
-              f"scopes {' '.join(r.scopes)}  rate {_rate(r, config)}/min  cap {_cap(r, config)}  {r.name}")
+              f"scopes {_scopes(r)}  rate {_rate(r, config)}/min  cap {_cap(r, config)}  {r.name}")
     return 0
 
 
@@ -194,6 +194,10 @@ def _limit(value: str, presets: dict[str, int], option: str) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     raise ValueError(f"{option} takes a positive number or one of: {', '.join(presets)}")
+
+
+def _scopes(record: ApiKeyRecord) -> str:
+    return "all" if record.scopes is None else " ".join(record.scopes)
 
 
 def _rate(record: ApiKeyRecord, config: Config) -> int:

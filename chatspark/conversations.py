@@ -75,6 +75,7 @@ class Conversations:
                         message_id=t.id,
                         model=t.model,
                         rating=turns.ratings.get(t.id),  # type: ignore[arg-type]
+                        sources=t.sources,
                     )
                     for t in turns.turns
                 ],
@@ -100,6 +101,7 @@ class Conversations:
             rows.append((number + 1, MessageRow(
                 id=t.id, role="assistant", content=t.response, created_at=iso(t.created), model=t.model,
                 rating=rating,  # type: ignore[arg-type]
+                sources=t.sources,
             )))
         rows = [r for r in rows if r[0] >= start]
         page_rows = rows[: page.limit]

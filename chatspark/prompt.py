@@ -37,11 +37,16 @@ def build_prompt(
     model: ModelSettings,
     max_turns: int,
     max_history_tokens: int | None,
+    knowledge: str = "",
 ) -> PromptWindow:
-    """`history` is oldest first; the newest turns that fit both budgets are kept, in order."""
+    """`history` is oldest first; the newest turns that fit both budgets are kept, in order.
+    `knowledge` (the retrieved passages, already within their own budget) goes right after the
+    instructions."""
     room = model.context_window - model.max_output_tokens - PRIMING - token_bound(message)
     if instructions:
         room -= token_bound(instructions)
+    if knowledge:
+        room -= token_bound(knowledge)
     if room < 0:
         raise ValidationFailed.field("message", "is too long for this agent's model")
     if max_history_tokens is not None:
@@ -61,6 +66,8 @@ def build_prompt(
     if instructions:
         # Always first, whatever the user sends: the agent's instructions are the system message.
         messages.append(Message("system", instructions))
+    if knowledge:
+        messages.append(Message("system", knowledge))
     for turn in kept:
         messages.append(Message("user", turn.query))
         messages.append(Message("assistant", turn.response))

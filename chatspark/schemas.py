@@ -12,6 +12,7 @@ from msgspec import Meta
 from backends.base import TokenUsage
 from chatspark.agents import AgentDetail, AgentSummary
 from chatspark.errors import ErrorBody, ValidationFailed
+from chatspark.store.conversations import Citation
 from chatspark.wire import Request, Wire
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class ChatResponse(Wire):
     usage: TokenUsage
     expires_at: str
     context: ContextReport
+    sources: list[Citation] = []  # the knowledge passages sent with the turn, best first
 
 
 class StreamDelta(Wire):
@@ -59,6 +61,7 @@ class StreamDone(Wire):
     usage: TokenUsage
     expires_at: str
     context: ContextReport
+    sources: list[Citation] = []  # the knowledge passages sent with the turn, best first
 
 
 class StreamFailure(Wire):
@@ -107,6 +110,7 @@ class Exchange(Wire):
     message_id: str
     model: str
     rating: Rating | None
+    sources: list[Citation] = []
 
 
 class ConversationDetail(Wire):
@@ -127,6 +131,7 @@ class MessageRow(Wire):
     created_at: str
     model: str | None
     rating: Rating | None
+    sources: list[Citation] = []  # on assistant rows: the passages the answer was grounded on
 
 
 class MessagesPage(Wire):
@@ -141,6 +146,40 @@ class FeedbackRequest(Request):
 class FeedbackResponse(Wire):
     message_id: str
     rating: Rating | None
+
+
+SourceSlug = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class AddSource(Request):
+    """POST /agents/{id}/training: `data` for `text`, `url` for `page` and `website`."""
+
+    source: SourceSlug
+    type: Literal["text", "page", "website"]
+    data: str | None = None
+    url: Annotated[str, Meta(max_length=2048)] | None = None
+
+
+class TrainingSource(Wire):
+    id: int
+    source: str
+    type: Literal["text", "page", "website"]
+    training_url: str | None
+    title: str | None
+    status: Literal["pending", "processing", "completed", "failed"]
+    data_count: int | None
+    error: str | None
+    created_at: str
+    updated_at: str
+
+
+class SourceEnvelope(Wire):
+    source: TrainingSource
+
+
+class SourcesPage(Wire):
+    sources: list[TrainingSource]
+    next_cursor: str | None
 
 
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")

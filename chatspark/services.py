@@ -11,6 +11,7 @@ from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.store import Store
+from chatspark.training import Training
 from chatspark.turn import Turns
 
 
@@ -23,3 +24,4 @@ class Services(msgspec.Struct, kw_only=True):
     conversations: Conversations
     cursors: Cursors
     idempotent_turns: IdempotentTurns
+    training: Training

@@ -25,6 +25,7 @@ from chatspark.clock import iso, now_ms
 from chatspark.config import Config
 from chatspark.conversations import CONVERSATION_ID, not_found
 from chatspark.credits import Credits, Hold
+from chatspark.knowledge.retrieval import Grounding, Retriever
 from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
 from chatspark.prompt import PromptWindow, build_prompt
@@ -109,12 +110,15 @@ class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
     window: PromptWindow
     call: ModelCall
     resources: TurnResources
+    grounding: Grounding
 
 
 class Turns:
     def __init__(
-        self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry, leases: LeaseKeeper, credits: Credits
+        self, config: Config, store: Store, models: ModelRouter, agents: AgentRegistry, leases: LeaseKeeper,
+        credits: Credits, retriever: Retriever,
     ) -> None:
+        self.retriever = retriever
         self.config = config
         self.store = store
         self.models = models
@@ -137,7 +141,11 @@ class Turns:
             conversation_id, is_new, history, stored_turns, knowledge_version = await self._claim(
                 request.conversation_id, agent, resources
             )
+            grounding = await self.retriever.ground(
+                agent.id, knowledge_version, message, agent.bot_no_answer, self.config.knowledge.max_knowledge_tokens
+            )
             window = build_prompt(
+                knowledge=grounding.message,
                 instructions=agent.bot_personality,
                 history=history,
                 stored_turns=stored_turns,
@@ -154,11 +162,11 @@ class Turns:
         )
         call = ModelCall(
             model=model, messages=window.messages, temperature=temperature, faq=tuple(agent.faq),
-            no_answer=agent.bot_no_answer,
+            no_answer=agent.bot_no_answer, excerpts=grounding.excerpts,
         )
         return PreparedTurn(
             agent=agent, conversation_id=conversation_id, is_new=is_new, message=message, asked=asked, window=window,
-            call=call, resources=resources,
+            call=call, resources=resources, grounding=grounding,
         )
 
     async def _claim(
@@ -207,6 +215,7 @@ class Turns:
             usage=completion.usage,
             expires_at=expires_at,
             context=_context(turn.window),
+            sources=turn.grounding.citations,
         )
 
     async def stream(self, turn: PreparedTurn) -> AsyncIterator[StreamDelta | StreamDone]:
@@ -238,6 +247,7 @@ class Turns:
             usage=usage,
             expires_at=expires_at,
             context=_context(turn.window),
+            sources=turn.grounding.citations,
         )
 
     def _checked_message(self, message: str) -> str:
@@ -260,6 +270,7 @@ class Turns:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             asked=turn.asked,
+            sources=turn.grounding.citations,
         )
         ttl = turn.agent.conversation_ttl_seconds
         try:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
+from chatspark.api import training as training_api
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -28,13 +29,17 @@ from chatspark.config import Config
 from chatspark.conversations import Conversations
 from chatspark.credits import Credits
 from chatspark.draining import Drain
+from chatspark.embeddings import EmbedderRouter
 from chatspark.idempotent_turns import IdempotentTurns
+from chatspark.ingestion import Ingestion
+from chatspark.knowledge.retrieval import Retriever
 from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
 from chatspark.store import Store, open_store, safe_url
+from chatspark.training import Training
 from chatspark.turn import Turns
 
 log = logging.getLogger("chatspark")
@@ -44,6 +49,7 @@ DEV_KEY_HOURS = 24
 DEV_KEY_FILE = Path(".chatspark-dev-key")
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
+TRAINING = "/api/v1/agents/{agent_id}/training"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -58,7 +64,10 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
         seeded = await agents.seed()
         cursors = Cursors(store.cursor_secret)
         leases = LeaseKeeper(store.leases, config.store.lease_seconds)
-        turns = Turns(config, store, models, agents, leases, Credits(store, config.limits))
+        embedders = EmbedderRouter(config.embedders, config.knowledge.embedder)
+        retriever = Retriever(store, embedders, config.knowledge)
+        turns = Turns(config, store, models, agents, leases, Credits(store, config.limits), retriever)
+        ingestion = Ingestion(store, embedders, config.knowledge)
         # Lives as long as the app: the lease keeper, and turns that must finish even if their
         # client left (Idempotency-Key). Leaving it waits for those turns.
         async with anyio.create_task_group() as tasks:
@@ -71,6 +80,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 conversations=Conversations(store, cursors),
                 cursors=cursors,
                 idempotent_turns=IdempotentTurns(turns, store.journal, leases, tasks),
+                training=Training(store, cursors, config.knowledge),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -85,6 +95,13 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
 
             tasks.start_soon(keep_leases)
             tasks.start_soon(_warm, models)  # litellm's import (seconds) does not delay readiness
+            worker = anyio.CancelScope()
+
+            async def ingest() -> None:
+                with worker:
+                    await ingestion.run()
+
+            tasks.start_soon(ingest)
             drain.install()
             try:
                 yield
@@ -92,7 +109,9 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 # Running turns (in this group) finish before the keeper stops renewing their leases.
                 await app.state.services.idempotent_turns.idle()
                 keeper.cancel()
+                worker.cancel()  # an unfinished job is taken over by another replica once idle
         await models.aclose()
+        await embedders.aclose()
         await store.aclose()
 
     app = Starlette(
@@ -111,6 +130,8 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource("/api/v1/agents/{agent_id}/conversations", GET=conversations_api.list_conversations),
             _resource(f"{CONVERSATION}/messages", GET=conversations_api.list_messages),
             _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
+            _resource(TRAINING, GET=training_api.list_sources, POST=training_api.add_source),
+            _resource(f"{TRAINING}/{{training_id}}", GET=training_api.get_source, DELETE=training_api.delete_source),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,

@@ -22,6 +22,17 @@ from chatspark.store.leases import Lease
 log = logging.getLogger("chatspark.store")
 
 
+class Citation(msgspec.Struct, frozen=True, rename="camel"):
+    """A passage sent to the model with a turn: its source and how relevant it was (0–1). Stored
+    with the turn and shown as is by the API (`sources`)."""
+
+    training_id: int
+    source: str
+    title: str | None
+    url: str | None
+    score: float
+
+
 class StoredTurn(msgspec.Struct, frozen=True, kw_only=True):
     """One exchange as stored: the user's message and the assistant's complete answer."""
 
@@ -34,6 +45,7 @@ class StoredTurn(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     asked: int = 0  # ms since the epoch, when the message arrived (0 in turns stored before it existed)
+    sources: list[Citation] = []  # the knowledge passages the answer was grounded on
 
 
 class Conversation(msgspec.Struct, frozen=True, kw_only=True):

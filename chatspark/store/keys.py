@@ -18,7 +18,7 @@ class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     hash: str
     mode: KeyMode
-    scopes: list[str]
+    scopes: list[str] | None = None  # None: every scope, including ones added later
     agents: list[int] | None = None  # None: every agent
     created: int
     expires: int | None = None  # ms since the epoch

@@ -1,0 +1,114 @@
+"""An agent's training sources: the rules of adding, re-training, listing and deleting them.
+
+Adding answers at once (`pending`); the content is fetched, chunked and embedded by an ingestion
+worker on any replica (`ingestion.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlsplit
+
+import msgspec
+
+from chatspark import errors
+from chatspark.clock import iso, now_ms
+from chatspark.config import KnowledgeConfig
+from chatspark.pagination import Cursors, PageQuery, Position
+from chatspark.schemas import AddSource, SourcesPage, TrainingSource
+from chatspark.store import Store
+from chatspark.store.errors import IdempotencyMismatch
+from chatspark.store.knowledge import Added, SourceRecord
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+class Training:
+    def __init__(self, store: Store, cursors: Cursors, config: KnowledgeConfig) -> None:
+        self.store = store
+        self.cursors = cursors
+        self.config = config
+
+    async def add(self, agent_id: int, body: AddSource, *, caller: str, idempotency_key: str | None) -> Added:
+        data = self._checked(body)
+        digest = None
+        if idempotency_key is not None:
+            # Scoped per API key: two clients choosing the same key never collide.
+            digest = hashlib.sha256(f"{caller}\0{idempotency_key}".encode()).hexdigest()
+        body_digest = hashlib.sha256(_canonical.encode(body)).hexdigest()
+        try:
+            return await self.store.knowledge.add(
+                agent_id, body.source, body.type, body.url, data, now_ms(),
+                idempotency_digest=digest, body_digest=body_digest,
+            )
+        except IdempotencyMismatch:
+            raise errors.IdempotencyConflict() from None
+
+    async def get(self, agent_id: int, training_id: int) -> SourceRecord:
+        record = await self.store.knowledge.get(agent_id, training_id)
+        if record is None:
+            raise not_found()
+        return record
+
+    async def list(self, agent_id: int, page: PageQuery) -> SourcesPage:
+        name = f"training:{agent_id}"
+        after = None
+        if page.cursor is not None:
+            position = await self.cursors.decode(page.cursor, name)
+            after = (position.score, int(position.id))
+        rows = await self.store.knowledge.list(agent_id, after, page.limit + 1)
+        shown = rows[: page.limit]
+        next_cursor = None
+        if len(rows) > page.limit:
+            next_cursor = await self.cursors.encode(Position(name, shown[-1].created, str(shown[-1].id)))
+        return SourcesPage(sources=[view(r) for r in shown], next_cursor=next_cursor)
+
+    async def delete(self, agent_id: int, training_id: int) -> None:
+        if not await self.store.knowledge.delete(agent_id, training_id):
+            raise not_found()
+
+    def _checked(self, body: AddSource) -> str:
+        """The text to index for `text` sources ('' otherwise); the contract's field rules."""
+        if body.type == "text":
+            if body.url is not None:
+                raise errors.ValidationFailed.field("url", "is only for page and website sources")
+            if body.data is None or not body.data.strip():
+                raise errors.ValidationFailed.field("data", "is required for a text source")
+            if len(body.data.encode()) > self.config.max_text_bytes:
+                raise errors.ValidationFailed.field("data", f"must be at most {self.config.max_text_bytes} bytes")
+            return body.data
+        if body.data is not None:
+            raise errors.ValidationFailed.field("data", "is only for text sources")
+        if body.url is None:
+            raise errors.ValidationFailed.field("url", f"is required for a {body.type} source")
+        problem = url_problem(body.url, allow_private=self.config.allow_private_urls)
+        if problem:
+            raise errors.ValidationFailed.field("url", problem)
+        return ""
+
+
+def url_problem(url: str, *, allow_private: bool) -> str | None:
+    """What is wrong with a source URL, as far as can be told without fetching it (the fetch checks
+    the address it connects to again)."""
+    from chatspark.knowledge.ssrf import UrlRefused, check_url
+
+    try:
+        check_url(url, allow_private=allow_private)
+    except UrlRefused as refused:
+        return str(refused)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "must be an http or https URL"
+    return None
+
+
+def not_found() -> errors.ResourceNotFound:
+    return errors.ResourceNotFound("No such training source for this agent.")
+
+
+def view(record: SourceRecord) -> TrainingSource:
+    return TrainingSource(
+        id=record.id, source=record.source, type=record.type, training_url=record.url, title=record.title,
+        status=record.status, data_count=record.data_count, error=record.error,
+        created_at=iso(record.created), updated_at=iso(record.updated),
+    )
