@@ -61,6 +61,15 @@ class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_store_error: Literal["closed", "open"] = "closed"
 
 
+class SeedSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A text source added to an agent once, at the first start that sees it (like seeded agents:
+    later edits and deletions through the API win)."""
+
+    agent: PositiveInt
+    source: str
+    file: str  # relative to the config file's folder
+
+
 class KnowledgeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Training sources and retrieval. Sizes in "tokens" use the prompt's bound (UTF-8 bytes + 4 per
     message, see prompt.py): never below a real tokenizer's count, so budgets always hold."""
@@ -87,6 +96,7 @@ class KnowledgeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     claim_idle_seconds: Seconds = 60.0
     # Each replica's in-memory indexes (rebuilt from Redis when an agent's knowledge changes).
     index_cache_bytes: PositiveInt = 256 * 1024 * 1024
+    seed: list[SeedSource] = []
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -12,6 +12,7 @@ from chatspark import errors
 from chatspark.errors import ERROR_STATUS, ErrorEnvelope
 from chatspark.agents import AgentChanges
 from chatspark.schemas import (
+    AddSource,
     AgentEnvelope,
     AgentsPage,
     ChatRequest,
@@ -22,6 +23,8 @@ from chatspark.schemas import (
     FeedbackResponse,
     Health,
     MessagesPage,
+    SourceEnvelope,
+    SourcesPage,
     StreamDelta,
     StreamDone,
     StreamFailure,
@@ -79,6 +82,8 @@ CONVERSATIONS = f"{AGENT}/conversations"
 CONVERSATION = f"{CONVERSATIONS}/{{conversation_id}}"
 MESSAGES = f"{CONVERSATION}/messages"
 FEEDBACK = f"{MESSAGES}/{{message_id}}/feedback"
+TRAINING = f"{AGENT}/training"
+SOURCE = f"{TRAINING}/{{training_id}}"
 
 # Ids and cursors are server-issued; the links say which answer issues each and who takes it.
 _SAME_AGENT = ("agent_id", "$request.path.agent_id")
@@ -155,6 +160,19 @@ OPERATIONS: tuple[Operation, ...] = (
               links=(Link("NextPage", "get", MESSAGES, (_SAME_AGENT, _SAME_CONVERSATION, _NEXT_CURSOR)),)),
     Operation("post", FEEDBACK, "Rate an assistant message.",
               FeedbackResponse, scope="feedback", body=FeedbackRequest, failures=_ON_AGENT + _WITH_BODY),
+    Operation("get", TRAINING, "The agent's training sources, newest first.", SourcesPage, scope="training",
+              paged=True, failures=_ON_AGENT + (errors.ValidationFailed,),
+              links=(Link("NextPage", "get", TRAINING, (_SAME_AGENT, _NEXT_CURSOR)),)),
+    Operation("post", TRAINING, "Add a training source (201), or re-train the one with this `source` slug (200); "
+              "indexed in the background.", SourceEnvelope, status=201, scope="training", body=AddSource,
+              idempotent=True, failures=_ON_AGENT + _WITH_BODY + (errors.IdempotencyConflict,),
+              links=(Link("GetSource", "get", SOURCE, (_SAME_AGENT, ("training_id", "$response.body#/source/id"))),
+                     Link("DeleteSource", "delete", SOURCE,
+                          (_SAME_AGENT, ("training_id", "$response.body#/source/id"))))),
+    Operation("get", SOURCE, "One training source and its indexing status.", SourceEnvelope, scope="training",
+              failures=_ON_AGENT),
+    Operation("delete", SOURCE, "Delete a training source: its content stops answering at once.", None,
+              status=204, scope="training", failures=_ON_AGENT),
 )
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -165,6 +183,10 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "conversation_id": {
         "description": "An id the service minted (32 url-safe characters); any other id is unknown (404).",
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 128},
+    },
+    "training_id": {
+        "description": "A training source id (from the list or the add answer).",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
     },
     "message_id": {
         "description": "A message id from the conversation's messages.",
@@ -343,7 +365,7 @@ def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> d
     types = [
         ChatRequest, ChatResponse, StreamDelta, StreamDone, StreamFailure, Health, AgentsPage, AgentEnvelope,
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
-        ErrorEnvelope,
+        SourcesPage, SourceEnvelope, AddSource, ErrorEnvelope,
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)

@@ -7,13 +7,14 @@ worker on any replica (`ingestion.py`).
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import msgspec
 
 from chatspark import errors
 from chatspark.clock import iso, now_ms
-from chatspark.config import KnowledgeConfig
+from chatspark.config import KnowledgeConfig, SeedSource
 from chatspark.pagination import Cursors, PageQuery, Position
 from chatspark.schemas import AddSource, SourcesPage, TrainingSource
 from chatspark.store import Store
@@ -62,6 +63,18 @@ class Training:
         if len(rows) > page.limit:
             next_cursor = await self.cursors.encode(Position(name, shown[-1].created, str(shown[-1].id)))
         return SourcesPage(sources=[view(r) for r in shown], next_cursor=next_cursor)
+
+    async def seed(self, seeds: list[SeedSource], folder: Path) -> int:
+        """Adds each configured source the first time any replica starts with it; returns how many."""
+        added = 0
+        for seed in seeds:
+            if not await self.store.knowledge.mark_seeded(seed.agent, seed.source):
+                continue
+            text = (folder / seed.file).read_text()
+            body = AddSource(source=seed.source, type="text", data=text)
+            await self.add(seed.agent, body, caller="seed", idempotency_key=None)
+            added += 1
+        return added
 
     async def delete(self, agent_id: int, training_id: int) -> None:
         if not await self.store.knowledge.delete(agent_id, training_id):

@@ -38,7 +38,9 @@ from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
+from chatspark import errors
 from chatspark.store import Store, open_store, safe_url
+from chatspark.store.errors import StoreUnavailable
 from chatspark.training import Training
 from chatspark.turn import Turns
 
@@ -102,6 +104,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                     await ingestion.run()
 
             tasks.start_soon(ingest)
+            tasks.start_soon(_seed_knowledge, app.state.services.training, config)
             drain.install()
             try:
                 yield
@@ -141,6 +144,19 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
     app.router.redirect_slashes = False
     drain = Drain(app, config.server.drain_seconds)
     return RequestContext(drain)
+
+
+async def _seed_knowledge(training: Training, config: Config) -> None:
+    """Configured sources, added in the background (indexing them never delays readiness)."""
+    while True:
+        try:
+            await training.seed(config.knowledge.seed, Path(config.source).parent)
+            return
+        except StoreUnavailable:
+            await anyio.sleep(5)
+        except (OSError, errors.ApiError) as exc:
+            log.error("could not seed the configured knowledge: %s", exc)
+            return
 
 
 async def _warm(models: ModelRouter) -> None:
