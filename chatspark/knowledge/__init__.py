@@ -8,5 +8,6 @@
 | `crawl.py`     | a website: same host, robots.txt, sitemap.xml, max pages and depth           |
 | `extract.py`   | HTML/Markdown/text (PDF) → title + main text with headings                   |
 | `chunking.py`  | text → chunks along headings/paragraphs to a token budget, with overlap      |
+| `words.py`     | text → BM25 terms: lowercase words, English stopwords out, a light stemmer       |
 | `index.py`     | one agent's in-memory hybrid index (BM25 + vectors, fused), and its LRU cache |
 """

@@ -1,0 +1,210 @@
+"""One agent's in-memory hybrid index (BM25 over words, cosine over vectors, fused by rank) and the
+per-process cache of those indexes, bounded by bytes and invalidated by the agent's knowledge version."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import bm25s
+import msgspec
+import numpy as np
+
+from chatspark.knowledge.documents import Passage
+from chatspark.knowledge.words import terms
+from chatspark.prompt import token_bound
+
+
+class Fusion(msgspec.Struct, frozen=True, kw_only=True):
+    """How the two rankings are combined and when the best match is too weak to answer from.
+
+    The defaults were tuned on bench/retrieval's labelled set (see its README). A weight of 0 turns
+    a ranking off entirely (the bench's lexical-only and vector-only rows), thresholds included."""
+
+    # Reciprocal rank fusion: a passage scores Σ weight / (rrf_k + rank). A larger k flattens the
+    # difference between ranks, so agreement between the rankings counts for more than either top.
+    rrf_k: int = 60
+    lexical_weight: float = 1.0
+    vector_weight: float = 1.0
+    candidates: int = 50  # taken from each ranking before fusing
+    # The best BM25 score and the best cosine, each over the whole index: the question is answerable
+    # if either clears its bar. Below both, the caller answers with the agent's botNoAnswer.
+    min_bm25: float = 6.0
+    min_cosine: float = 0.5
+
+
+class Hit(msgspec.Struct, frozen=True, kw_only=True):
+    passage: Passage
+    score: float  # the fused score over its maximum: 1.0 = ranked first by every ranking in use
+    lexical_rank: int | None  # 1-based; None when BM25 did not rank it among its candidates
+    vector_rank: int | None
+    bm25: float
+    cosine: float
+
+
+class Retrieval(msgspec.Struct, frozen=True, kw_only=True):
+    hits: list[Hit]  # best first
+    relevant: bool  # False: nothing in the index is close enough to answer from
+
+
+class KnowledgeIndex:
+    """Immutable once built; searched from the event loop (a search is a few milliseconds of numpy)."""
+
+    def __init__(self, passages: Sequence[Passage], vectors: np.ndarray, *, fusion: Fusion = Fusion()) -> None:
+        if vectors.ndim != 2 or vectors.shape[0] != len(passages):
+            raise ValueError(f"{len(passages)} passages need a ({len(passages)}, d) array, got {vectors.shape}")
+        self.passages = list(passages)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.fusion = fusion
+        self._bm25: bm25s.BM25 | None = None
+        if self.passages:
+            self._bm25 = bm25s.BM25(k1=1.2, b=0.75)
+            self._bm25.index([terms(_indexed_text(p)) for p in self.passages], create_empty_token=False, show_progress=False)
+            # bm25s keeps a set of every term id for its own retrieve(), which we do not call.
+            self._bm25.unique_token_ids_set = None
+        self.nbytes = self._measure()
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def search(self, query: str, query_vector: np.ndarray, top_k: int) -> Retrieval:
+        if not self.passages:
+            return Retrieval(hits=[], relevant=False)
+        fusion = self.fusion
+        bm25 = self._bm25_scores(query)
+        cosine = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+        fused: dict[int, float] = {}
+        lexical_ranks: dict[int, int] = {}
+        vector_ranks: dict[int, int] = {}
+        if fusion.lexical_weight > 0:
+            lexical_ranks = _ranks(bm25, fusion.candidates, positive_only=True)
+            for row, rank in lexical_ranks.items():
+                fused[row] = fused.get(row, 0.0) + fusion.lexical_weight / (fusion.rrf_k + rank)
+        if fusion.vector_weight > 0:
+            vector_ranks = _ranks(cosine, fusion.candidates, positive_only=False)
+            for row, rank in vector_ranks.items():
+                fused[row] = fused.get(row, 0.0) + fusion.vector_weight / (fusion.rrf_k + rank)
+        best_possible = (fusion.lexical_weight + fusion.vector_weight) / (fusion.rrf_k + 1)
+        # Ties (first in one ranking, absent from the other) go to the closer vector: deterministic.
+        order = sorted(fused, key=lambda row: (-fused[row], -cosine[row]))[:top_k]
+        hits = [
+            Hit(
+                passage=self.passages[row],
+                score=round(fused[row] / best_possible, 4),
+                lexical_rank=lexical_ranks.get(row),
+                vector_rank=vector_ranks.get(row),
+                bm25=float(bm25[row]),
+                cosine=float(cosine[row]),
+            )
+            for row in order
+        ]
+        relevant = (fusion.lexical_weight > 0 and float(bm25.max()) >= fusion.min_bm25) or (
+            fusion.vector_weight > 0 and float(cosine.max()) >= fusion.min_cosine
+        )
+        return Retrieval(hits=hits, relevant=relevant)
+
+    def _bm25_scores(self, query: str) -> np.ndarray:
+        assert self._bm25 is not None
+        # Each distinct term once: a question that repeats a word does not mean it twice as much.
+        ids = self._bm25.get_tokens_ids(list(dict.fromkeys(terms(query))))
+        if not ids:
+            return np.zeros(len(self.passages), dtype=np.float32)
+        return self._bm25.get_scores_from_ids(ids)
+
+    def _measure(self) -> int:
+        """Approximate bytes held: the arrays exactly, Python objects by their shallow sizes."""
+        total = self.vectors.nbytes + sys.getsizeof(self.passages)
+        for passage in self.passages:
+            total += sys.getsizeof(passage) + sum(
+                sys.getsizeof(value) for value in (passage.id, passage.source, passage.text, passage.title, passage.url, passage.heading) if value is not None
+            )
+        if self._bm25 is not None:
+            total += sum(array.nbytes for array in (self._bm25.scores["data"], self._bm25.scores["indices"], self._bm25.scores["indptr"]))
+            vocabulary = self._bm25.vocab_dict
+            total += sys.getsizeof(vocabulary) + sum(sys.getsizeof(term) + 28 for term in vocabulary)
+        return total
+
+
+def select(hits: Sequence[Hit], budget_tokens: int) -> list[Hit]:
+    """The best hits whose texts fit the budget together, in rank order; one too large for the room
+    left is skipped, so a shorter passage further down may still be sent."""
+    kept: list[Hit] = []
+    used = 0
+    for hit in hits:
+        cost = token_bound(hit.passage.text)
+        if used + cost <= budget_tokens:
+            kept.append(hit)
+            used += cost
+    return kept
+
+
+class IndexCache:
+    """Per-process LRU of agents' indexes, bounded by their `nbytes`. Each entry carries the agent's
+    knowledge version (a counter in Redis bumped by every change), so a replica never serves an
+    index older than what another replica has trained. Calls are synchronous and take a lock:
+    safe from the event loop and from the worker threads that build indexes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._entries: OrderedDict[str, tuple[int, KnowledgeIndex]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, agent_id: str, version: int) -> KnowledgeIndex | None:
+        with self._lock:
+            entry = self._entries.get(agent_id)
+            if entry is None:
+                return None
+            if entry[0] != version:
+                # Stale for good: versions only grow, so free its memory now.
+                self._drop(agent_id)
+                return None
+            self._entries.move_to_end(agent_id)
+            return entry[1]
+
+    def put(self, agent_id: str, version: int, index: KnowledgeIndex) -> bool:
+        """Keeps the index, evicting the least recently used beyond the bound. An index larger than
+        the whole bound is not kept (False): the caller uses it for its turn and lets it go."""
+        with self._lock:
+            if agent_id in self._entries:
+                if self._entries[agent_id][0] > version:
+                    return False  # a slower build of an older version finished last
+                self._drop(agent_id)
+            if index.nbytes > self.max_bytes:
+                return False
+            self._entries[agent_id] = (version, index)
+            self.nbytes += index.nbytes
+            while self.nbytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+            return True
+
+    def discard(self, agent_id: str) -> None:
+        with self._lock:
+            if agent_id in self._entries:
+                self._drop(agent_id)
+
+    def _drop(self, agent_id: str) -> None:
+        _, index = self._entries.pop(agent_id)
+        self.nbytes -= index.nbytes
+
+
+def _indexed_text(passage: Passage) -> str:
+    # The page title and heading often carry the words a question uses ("Refunds", "Two-factor").
+    return " ".join(part for part in (passage.title, passage.heading, passage.text) if part)
+
+
+def _ranks(scores: np.ndarray, count: int, *, positive_only: bool) -> dict[int, int]:
+    """Row → 1-based rank of the `count` highest scores (only those above zero if `positive_only`)."""
+    if positive_only:
+        rows = np.flatnonzero(scores > 0)
+    else:
+        rows = np.arange(len(scores))
+    if len(rows) > count:
+        rows = rows[np.argpartition(-scores[rows], count - 1)[:count]]
+    rows = rows[np.argsort(-scores[rows], kind="stable")]
+    return {int(row): rank for rank, row in enumerate(rows, start=1)}
