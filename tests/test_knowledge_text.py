@@ -5,8 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from chatspark.knowledge.chunking import chunk
+from chatspark.knowledge.documents import Document
 from chatspark.knowledge.extract import ExtractionError, extract
+from chatspark.prompt import token_bound
 
 RETURNS_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Returns policy | Acme Shop</title></head>
@@ -188,3 +193,118 @@ def test_content_that_cannot_become_text_is_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises(ExtractionError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         extract(body, content_type, None)
+
+
+# --- chunking -----------------------------------------------------------------------------------
+
+GUIDE = """# Widget guide
+
+## Installing
+
+Unpack the widget and place it on a flat surface. Connect the power cable to the back. Press the
+green button for three seconds until the light blinks. The widget then looks for a network.
+
+If the light stays red, the cable is loose. Check both ends and try again.
+
+## Cleaning
+
+Wipe the case with a dry cloth. Never use water or solvents: they damage the coating.
+
+```
+# this line is code, not a heading
+make clean
+```
+"""
+
+
+def words(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_chunks_follow_headings_and_know_the_nearest_one() -> None:
+    document = Document(title="Widget guide", text=GUIDE, url="https://docs.example/widget")
+    chunks = chunk(document, max_tokens=800, overlap_tokens=80)
+    # the title heading has nothing under it of its own: it travels with the first section
+    assert [c.heading for c in chunks] == ["Installing", "Cleaning"]
+    assert chunks[0].text.startswith("# Widget guide\n\n## Installing\n\nUnpack the widget")
+    assert chunks[0].text.endswith("Check both ends and try again.")
+    assert chunks[1].text.startswith("## Cleaning") and chunks[1].text.endswith("make clean\n```")
+    assert {(c.title, c.url) for c in chunks} == {("Widget guide", "https://docs.example/widget")}
+
+
+def test_a_long_section_is_split_at_paragraphs_then_sentences_with_overlap_within_the_budget() -> None:
+    chunks = chunk(Document(title=None, text=GUIDE), max_tokens=130, overlap_tokens=40)
+    assert all(token_bound(c.text) <= 130 for c in chunks)
+    installing = [c.text for c in chunks if c.heading == "Installing"]
+    assert len(installing) > 2
+    assert installing[0].startswith("# Widget guide\n\n## Installing\n\nUnpack")  # headings stay with text
+    # the second paragraph fits, so it is never cut; the first one is cut between sentences
+    assert any(t.endswith("If the light stays red, the cable is loose. Check both ends and try again.")
+               for t in installing)
+    assert all(t.endswith(".") for t in installing)
+    for previous, current in zip(installing, installing[1:]):
+        shared = next(n for n in range(len(current), 0, -1) if previous.endswith(current[:n]))
+        assert 0 < len(current[:shared].encode()) <= 40  # a tail of the previous chunk starts this one
+    cleaning = [c.text for c in chunks if c.heading == "Cleaning"]
+    assert cleaning[0].startswith("## Cleaning")  # no overlap carried across a heading
+
+
+def test_without_overlap_the_chunks_hold_every_word_of_the_document_once() -> None:
+    chunks = chunk(Document(title=None, text=GUIDE), max_tokens=60, overlap_tokens=0)
+    assert "".join(words(c.text) for c in chunks) == words(GUIDE)
+
+
+def test_a_word_longer_than_the_budget_is_cut_between_characters() -> None:
+    text = "short start " + "ü€😀" * 200 + " short end"
+    chunks = chunk(Document(title=None, text=text), max_tokens=50, overlap_tokens=10)
+    assert all(token_bound(c.text) <= 50 for c in chunks)
+    assert "".join(words(c.text) for c in chunk(Document(title=None, text=text), max_tokens=50,
+                                                  overlap_tokens=0)) == words(text)
+
+
+def test_the_same_document_always_gives_the_same_chunks() -> None:
+    document = Document(title="t", text=GUIDE * 5)
+    assert chunk(document, max_tokens=100, overlap_tokens=30) == chunk(document, max_tokens=100, overlap_tokens=30)
+
+
+def test_blank_documents_give_no_chunks_and_no_chunk_is_ever_empty() -> None:
+    assert chunk(Document(title=None, text=""), max_tokens=800, overlap_tokens=80) == []
+    assert chunk(Document(title=None, text=" \n\n\t"), max_tokens=800, overlap_tokens=80) == []
+    assert [c.text for c in chunk(Document(title=None, text="# Only a title"), max_tokens=800, overlap_tokens=80)] \
+        == ["# Only a title"]
+
+
+def test_a_budget_too_small_for_one_character_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_tokens must be at least 8"):
+        chunk(Document(title=None, text="hello"), max_tokens=7, overlap_tokens=0)
+    with pytest.raises(ValueError, match="overlap_tokens must not be negative"):
+        chunk(Document(title=None, text="hello"), max_tokens=100, overlap_tokens=-1)
+
+
+def test_a_large_document_is_chunked_quickly() -> None:
+    text = ("## Part\n\n" + "A sentence of ordinary length about the product. " * 40 + "\n\n") * 1000
+    started = time.monotonic()
+    chunks = chunk(Document(title=None, text=text), max_tokens=800, overlap_tokens=80)
+    assert time.monotonic() - started < 5
+    assert len(chunks) >= 2000
+
+
+texts = st.lists(
+    st.one_of(
+        st.text(st.characters(codec="utf-8"), max_size=300),
+        st.sampled_from(["\n\n", "\n", ". ", "。", "# Heading\n", "\n## Sub\n\n", "```\n", " ", "-" * 120]),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@given(text=texts, max_tokens=st.integers(8, 300), overlap_tokens=st.integers(0, 300))
+@settings(max_examples=300, deadline=None)
+def test_chunks_are_non_empty_slices_of_the_text_within_the_budget(text: str, max_tokens: int, overlap_tokens: int) -> None:
+    chunks = chunk(Document(title=None, text=text), max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+    for c in chunks:
+        assert c.text.strip() and c.text == c.text.strip()
+        assert token_bound(c.text) <= max_tokens
+        assert c.text in text
+    if overlap_tokens == 0:
+        assert "".join(words(c.text) for c in chunks) == words(text)
