@@ -1,19 +1,109 @@
-"""The SSRF guard: which URLs and addresses are refused, and the resolver that drops refused answers.
+"""Fetching pages and websites for training sources: the SSRF guard and one page with limits.
 
-Names that exist only in a test are answered by `StaticDNS`, a stand-in for DNS behind aiohttp's own
-resolver interface; the guard wraps it exactly as it wraps aiohttp's resolver in production.
+Every site here is a real aiohttp server on 127.0.0.1 that records each request it gets. The happy
+paths run with `allow_private_urls=True` (the only reachable address is loopback). The refusals run
+with the guard on and assert the test server saw nothing: a refused URL must never reach a socket.
+
+There is no public host to redirect *from* here, so the redirect and rebinding tests tell the guard
+to trust exactly one address, 127.0.0.1 (the test server), and refuse every other by the real
+policy (`GuardedResolver(trusted=...)`). Names that exist only in a test are answered by
+`StaticDNS`, a stand-in for DNS behind aiohttp's own resolver interface; the guard wraps it exactly
+as it wraps aiohttp's resolver in production.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from chatspark.config import KnowledgeConfig
+from chatspark.knowledge.fetch import Fetched, Fetcher, FetchError
 from chatspark.knowledge.ssrf import GuardedResolver, UrlRefused, check_url, refused_address
 
 pytestmark = pytest.mark.anyio
+
+USER_AGENT = "ChatsparkBot/1.0 (+https://github.com/chatspark)"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Site:
+    """A website on 127.0.0.1 for one test. `pages[path]` answers that path (404 otherwise); `hits`
+    lists every request's path and query in order, `headers` their headers."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, Handler] = {}
+        self.hits: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.release = asyncio.Event()  # slow handlers wait for it; set when the test ends
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self.release.set()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits.append(request.path_qs)
+        self.headers.append(dict(request.headers))
+        handler = self.pages.get(request.path)
+        if handler is None:
+            return web.Response(status=404, text="not here")
+        return await handler(request)
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    server = Site()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def html(body: str, **headers: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=body, content_type="text/html", headers=headers)
+
+    return handler
+
+
+def plain(body: str | bytes, content_type: str = "text/plain", status: int = 200) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data = body.encode() if isinstance(body, str) else body
+        return web.Response(body=data, status=status, headers={"Content-Type": content_type})
+
+    return handler
+
+
+def redirect(location: str, code: int = 302) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=code, headers={"Location": location})
+
+    return handler
+
+
+def settings(**overrides: object) -> KnowledgeConfig:
+    values: dict[str, object] = {"allow_private_urls": True, "fetch_timeout_seconds": 5.0}
+    values.update(overrides)
+    return KnowledgeConfig(**values)  # type: ignore[arg-type]
 
 
 class StaticDNS(AbstractResolver):
@@ -139,3 +229,228 @@ async def test_the_guard_refuses_a_name_with_only_refused_addresses() -> None:
     assert refused.value.reason == "metadata.test points to a cloud metadata address, which may not be fetched"
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1", "[::1]", "2130706433", "0x7f.1", "127.1", "0177.0.0.1", "localhost", "localhost.",
+        "app.localhost", "[::ffff:127.0.0.1]", "[::127.0.0.1]", "[64:ff9b::7f00:1]", "0.0.0.0",
+    ],
+)
+async def test_loopback_in_any_spelling_is_refused_before_any_request(site: Site, host: str) -> None:
+    site.pages["/"] = html("secret")
+    async with Fetcher(settings(allow_private_urls=False)) as fetcher:
+        with pytest.raises(FetchError):
+            await fetcher.fetch(f"http://{host}:{site.port}/")
+    assert site.hits == []
+
+
+async def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(site: Site) -> None:
+    site.pages["/"] = html("secret")
+    dns = StaticDNS({"intranet.test": [["127.0.0.1"]]})
+    async with Fetcher(settings(allow_private_urls=False), resolver=GuardedResolver(resolver=dns)) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(f"http://intranet.test:{site.port}/")
+    assert failed.value.message == "intranet.test points to a loopback address, which may not be fetched"
+    assert dns.lookups == ["intranet.test"]
+    assert site.hits == []
+
+
+async def test_the_address_checked_is_the_address_connected_to(site: Site) -> None:
+    """DNS rebinding: the name answers the trusted 127.0.0.1 first and 127.0.0.2 (refused) after.
+    A guard that looked the name up to check it and let the connector look it up again would pass
+    the check and then connect to 127.0.0.2 (nothing listens there: "could not connect"). The
+    guard is the connector's resolver, so the one answer checked is the one connected to."""
+    site.pages["/page"] = html("public page")
+    dns = StaticDNS({"rebind.test": [["127.0.0.1"], ["127.0.0.2"]]})
+    guard = GuardedResolver(trusted=["127.0.0.1"], resolver=dns)
+    async with Fetcher(settings(allow_private_urls=False), resolver=guard) as fetcher:
+        page = await fetcher.fetch(f"http://rebind.test:{site.port}/page")
+    assert page.body == b"public page"
+    assert dns.lookups == ["rebind.test"]
+    assert site.hits == ["/page"]
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://localhost:{port}/secret",  # resolves to the trusted 127.0.0.1: refused by name
+        "http://[::1]:{port}/secret",
+        "http://127.0.0.2:{port}/secret",
+        "http://[::ffff:127.0.0.2]:{port}/secret",
+        "http://internal.test:{port}/secret",  # resolves to 127.0.0.2
+        "http://2130706433:{port}/secret",
+    ],
+)
+async def test_a_redirect_to_a_refused_address_is_not_followed(site: Site, location: str) -> None:
+    """The guard trusts only 127.0.0.1, so the first hop is fetched; the hop it redirects to is
+    checked again, URL and address, and refused. Had it been followed, /secret would be in `hits`
+    (localhost resolves to this very server) or the error would be a failed connection."""
+    site.pages["/hop"] = redirect(location.format(port=site.port))
+    site.pages["/secret"] = html("secret")
+    dns = StaticDNS({"localhost": [["127.0.0.1"]], "internal.test": [["127.0.0.2"]]})
+    guard = GuardedResolver(trusted=["127.0.0.1"], resolver=dns)
+    async with Fetcher(settings(allow_private_urls=False), resolver=guard) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/hop"))
+    assert "may not be fetched" in failed.value.message or "unusual form" in failed.value.message
+    assert site.hits == ["/hop"]
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("ftp://127.0.0.1:{port}/secret", "only http and https"),
+        ("file:///etc/passwd", "only http and https"),
+        ("http://user:pw@127.0.0.1:{port}/secret", "user name or password"),
+    ],
+)
+async def test_each_redirect_hop_is_checked_like_the_first(site: Site, location: str, reason: str) -> None:
+    site.pages["/hop"] = redirect(location.format(port=site.port))
+    site.pages["/secret"] = html("secret")
+    async with Fetcher(settings()) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/hop"))
+    assert reason in failed.value.message
+    assert site.hits == ["/hop"]
+
+
+# --- one page -------------------------------------------------------------------------------------
+
+
+async def test_fetch_returns_the_page_with_its_type_and_charset(site: Site) -> None:
+    site.pages["/doc"] = plain("Grüße".encode("latin-1"), "text/html; charset=ISO-8859-1")
+    async with Fetcher(settings()) as fetcher:
+        page = await fetcher.fetch(site.url("/doc#section"))
+    assert page == Fetched(
+        url=site.url("/doc"), status=200, content_type="text/html", body="Grüße".encode("latin-1"), charset="iso-8859-1"
+    )
+    assert site.headers[0]["User-Agent"] == USER_AGENT
+
+
+async def test_redirects_are_followed_to_the_final_url(site: Site) -> None:
+    site.pages["/old"] = redirect("/moved", 301)
+    site.pages["/moved"] = redirect("new?x=1", 307)
+    site.pages["/new"] = html("here")
+    async with Fetcher(settings()) as fetcher:
+        page = await fetcher.fetch(site.url("/old"))
+    assert (page.url, page.body) == (site.url("/new?x=1"), b"here")
+    assert site.hits == ["/old", "/moved", "/new?x=1"]
+
+
+async def test_more_than_five_redirects_fail(site: Site) -> None:
+    for n in range(10):
+        site.pages[f"/r{n}"] = redirect(f"/r{n + 1}")
+    async with Fetcher(settings()) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/r0"))
+    assert failed.value.message == "the page redirected more than 5 times"
+    assert site.hits == ["/r0", "/r1", "/r2", "/r3", "/r4", "/r5"]
+
+
+@pytest.mark.parametrize("declare_length", [False, True])
+async def test_a_page_over_the_size_cap_fails(site: Site, declare_length: bool) -> None:
+    """Chunked (no Content-Length): stopped while reading. Declared: refused before reading."""
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        if declare_length:
+            response.content_length = 400_000
+        await response.prepare(request)
+        for _ in range(40):
+            await response.write(b"x" * 10_000)
+        return response
+
+    site.pages["/big"] = big
+    async with Fetcher(settings(max_page_bytes=100_000)) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/big"))
+    assert failed.value.message == "the page is larger than 100 kB"
+
+
+async def test_a_compressed_page_is_capped_by_its_decompressed_size(site: Site) -> None:
+    bomb = gzip.compress(b"\0" * 5_000_000)  # ~5 kB on the wire
+    site.pages["/bomb"] = plain_with_headers(bomb, {"Content-Type": "text/html", "Content-Encoding": "gzip"})
+    site.pages["/small"] = plain_with_headers(
+        gzip.compress(b"<p>hello</p>"), {"Content-Type": "text/html", "Content-Encoding": "gzip"}
+    )
+    async with Fetcher(settings(max_page_bytes=1_000_000)) as fetcher:
+        assert (await fetcher.fetch(site.url("/small"))).body == b"<p>hello</p>"
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/bomb"))
+    assert failed.value.message == "the page is larger than 1 MB"
+    assert "gzip" in site.headers[0]["Accept-Encoding"]
+
+
+def plain_with_headers(body: bytes, headers: dict[str, str]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers=headers)
+
+    return handler
+
+
+@pytest.mark.parametrize("stall", ["before the headers", "in the body"])
+async def test_a_page_that_does_not_finish_in_time_fails(site: Site, stall: str) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        if stall == "before the headers":
+            await site.release.wait()
+        await response.prepare(request)
+        while not site.release.is_set():  # a byte now and then: every read succeeds, the page never ends
+            await response.write(b"x")
+            await asyncio.sleep(0.05)
+        return response
+
+    site.pages["/slow"] = slow
+    timeout = 0.5
+    async with Fetcher(settings(fetch_timeout_seconds=timeout)) as fetcher:
+        began = time.monotonic()
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/slow"))
+        took = time.monotonic() - began
+    assert failed.value.message == "the page did not load within 0.5 seconds"
+    assert timeout * 0.9 <= took < timeout * 3
+
+
+@pytest.mark.parametrize(
+    ("content_type", "message"),
+    [
+        ("image/png", "the page's type (image/png) is not one we read"),
+        ("application/zip", "the page's type (application/zip) is not one we read"),
+        ("x/" + "y" * 500, "the page's type is not one we read"),  # an odd header is not echoed
+    ],
+)
+async def test_a_page_of_another_type_is_refused(site: Site, content_type: str, message: str) -> None:
+    site.pages["/file"] = plain(b"\x89PNG" + b"A" * 1000, content_type)
+    async with Fetcher(settings()) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/file"))
+    assert failed.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("code", "message"), [(404, "the page answered 404 Not Found"), (503, "the page answered 503 Service Unavailable")]
+)
+async def test_an_error_status_fails_with_its_status(site: Site, code: int, message: str) -> None:
+    site.pages["/page"] = plain("<h1>" + "error " * 10_000 + "</h1>", "text/html", status=code)
+    async with Fetcher(settings()) as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(site.url("/page"))
+    assert (failed.value.message, failed.value.status) == (message, code)
+
+
+async def test_no_cookies_are_kept(site: Site) -> None:
+    """Under a name (aiohttp's cookie jar would ignore cookies from a bare IP address anyway)."""
+
+    async def sets_cookie(request: web.Request) -> web.StreamResponse:
+        response = web.Response(status=302, headers={"Location": "/next"})
+        response.set_cookie("session", "tenant-a")
+        return response
+
+    site.pages["/login"] = sets_cookie
+    site.pages["/next"] = html("next")
+    guard = GuardedResolver(allow_private=True, resolver=StaticDNS({"cookies.test": [["127.0.0.1"]]}))
+    async with Fetcher(settings(), resolver=guard) as fetcher:
+        await fetcher.fetch(f"http://cookies.test:{site.port}/login")
+        await fetcher.fetch(f"http://cookies.test:{site.port}/next")
+    assert site.hits == ["/login", "/next", "/next"]
+    assert all("Cookie" not in headers for headers in site.headers)
