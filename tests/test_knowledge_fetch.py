@@ -1,4 +1,4 @@
-"""Fetching pages and websites for training sources: the SSRF guard and one page with limits.
+"""Fetching pages and websites for training sources: the SSRF guard, one page with limits, a crawl.
 
 Every site here is a real aiohttp server on 127.0.0.1 that records each request it gets. The happy
 paths run with `allow_private_urls=True` (the only reachable address is loopback). The refusals run
@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from chatspark.config import KnowledgeConfig
+from chatspark.knowledge.crawl import PageFailure, crawl
 from chatspark.knowledge.fetch import Fetched, Fetcher, FetchError
 from chatspark.knowledge.ssrf import GuardedResolver, UrlRefused, check_url, refused_address
 
@@ -78,11 +79,24 @@ async def site() -> AsyncIterator[Site]:
     await server.stop()
 
 
+@pytest.fixture
+async def other_site() -> AsyncIterator[Site]:
+    server = Site()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 def html(body: str, **headers: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.Response(text=body, content_type="text/html", headers=headers)
 
     return handler
+
+
+def linking(*hrefs: str) -> Handler:
+    """An HTML page of links, in this order."""
+    return html("<html><body>" + "".join(f'<p><a href="{href}">{href}</a></p>' for href in hrefs) + "</body></html>")
 
 
 def plain(body: str | bytes, content_type: str = "text/plain", status: int = 200) -> Handler:
@@ -91,6 +105,10 @@ def plain(body: str | bytes, content_type: str = "text/plain", status: int = 200
         return web.Response(body=data, status=status, headers={"Content-Type": content_type})
 
     return handler
+
+
+def status(code: int) -> Handler:
+    return plain(f"status {code}", status=code)
 
 
 def redirect(location: str, code: int = 302) -> Handler:
@@ -454,3 +472,194 @@ async def test_no_cookies_are_kept(site: Site) -> None:
         await fetcher.fetch(f"http://cookies.test:{site.port}/next")
     assert site.hits == ["/login", "/next", "/next"]
     assert all("Cookie" not in headers for headers in site.headers)
+
+
+# --- a website ------------------------------------------------------------------------------------
+
+
+async def crawled(
+    site: Site,
+    start: str = "/",
+    *,
+    max_pages: int = 50,
+    max_depth: int = 3,
+    fetcher_settings: KnowledgeConfig | None = None,
+) -> tuple[list[str], list[PageFailure]]:
+    """The paths a crawl yields, in order, and its failures."""
+    async with Fetcher(fetcher_settings or settings()) as fetcher:
+        website = crawl(site.url(start), fetcher, max_pages=max_pages, max_depth=max_depth, user_agent=USER_AGENT)
+        paths = [page.url.removeprefix(site.url("")) async for page in website]
+    return paths, website.failures
+
+
+def page_requests(site: Site) -> list[str]:
+    return [hit for hit in site.hits if hit not in ("/robots.txt", "/sitemap.xml")]
+
+
+async def test_crawl_reads_breadth_first_in_document_order_every_time(site: Site) -> None:
+    """No robots.txt (404) allows everything; no sitemap adds nothing."""
+    site.pages["/"] = linking("/b", "/a")
+    site.pages["/b"] = linking("/b/deep", "/")
+    site.pages["/a"] = linking("/a/deep", "/b")
+    site.pages["/a/deep"] = html("a deep")
+    site.pages["/b/deep"] = html("b deep")
+    first, _ = await crawled(site)
+    again, _ = await crawled(site)
+    assert first == again == ["/", "/b", "/a", "/b/deep", "/a/deep"]
+
+
+async def test_crawl_honours_robots_txt_for_its_user_agent(site: Site) -> None:
+    site.pages["/robots.txt"] = plain(
+        "User-agent: OtherBot\nDisallow: /\n\nUser-agent: ChatsparkBot\nDisallow: /private\n"
+    )
+    site.pages["/"] = linking("/public", "/private", "/private/page")
+    site.pages["/public"] = html("public")
+    site.pages["/private"] = html("private")
+    paths, failures = await crawled(site)
+    assert paths == ["/", "/public"]
+    assert failures == []
+    assert not any(hit.startswith("/private") for hit in site.hits)
+
+
+async def test_a_start_page_robots_txt_disallows_fails_the_crawl(site: Site) -> None:
+    site.pages["/robots.txt"] = plain("User-agent: *\nDisallow: /\n")
+    site.pages["/"] = linking("/a")
+    with pytest.raises(FetchError) as failed:
+        await crawled(site)
+    assert failed.value.message == "the site's robots.txt does not allow reading this page"
+    assert site.hits == ["/robots.txt"]
+
+
+async def test_a_robots_txt_that_fails_stops_the_crawl(site: Site) -> None:
+    """RFC 9309: a 5xx robots.txt means the site's wishes are unknown, so nothing is read."""
+    site.pages["/robots.txt"] = status(503)
+    site.pages["/"] = linking("/a")
+    with pytest.raises(FetchError) as failed:
+        await crawled(site)
+    assert failed.value.message == "could not read the site's robots.txt (the page answered 503 Service Unavailable)"
+    assert site.hits == ["/robots.txt"]
+
+
+async def test_the_sitemap_seeds_pages_no_link_reaches(site: Site) -> None:
+    site.pages["/"] = linking("/linked")
+    site.pages["/linked"] = html("linked")
+    site.pages["/orphan"] = html("only in the sitemap")
+    site.pages["/sitemap.xml"] = plain(
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{site.url('/orphan')}</loc></url><url><loc>{site.url('/linked')}</loc></url>"
+        "<url><loc>http://elsewhere.example/page</loc></url></urlset>",
+        "application/xml",
+    )
+    paths, _ = await crawled(site)
+    assert paths == ["/", "/linked", "/orphan"]  # links first, then the sitemap, each page once
+
+
+async def test_a_sitemap_index_named_in_robots_txt_is_read_one_level_deep(site: Site) -> None:
+    def sitemap(kind: str, entry: str, *paths: str) -> Handler:
+        entries = "".join(f"<{entry}><loc>{site.url(path)}</loc></{entry}>" for path in paths)
+        return plain(f'<{kind} xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</{kind}>', "text/xml")
+
+    site.pages["/robots.txt"] = plain(f"User-agent: *\nAllow: /\nSitemap: {site.url('/maps/index.xml')}\n")
+    site.pages["/maps/index.xml"] = sitemap("sitemapindex", "sitemap", "/maps/pages.xml", "/maps/nested.xml")
+    site.pages["/maps/pages.xml"] = sitemap("urlset", "url", "/from-sitemap")
+    site.pages["/maps/nested.xml"] = sitemap("sitemapindex", "sitemap", "/maps/too-deep.xml")
+    site.pages["/"] = html("start")
+    site.pages["/from-sitemap"] = html("found")
+    paths, _ = await crawled(site)
+    assert paths == ["/", "/from-sitemap"]
+    assert "/maps/too-deep.xml" not in site.hits
+    assert "/sitemap.xml" not in site.hits  # robots.txt named the sitemap
+
+
+async def test_crawl_stays_on_the_start_pages_host_and_port(site: Site, other_site: Site) -> None:
+    site.pages["/"] = linking(
+        f"http://localhost:{site.port}/other-name",  # the same server under another name
+        other_site.url("/other-port"),
+        "https://127.0.0.1/other-scheme",
+        "/same",
+    )
+    site.pages["/same"] = html("same site")
+    paths, failures = await crawled(site)
+    assert paths == ["/", "/same"]
+    assert failures == []
+    assert "/other-name" not in site.hits
+    assert other_site.hits == []
+
+
+async def test_crawl_takes_the_site_the_start_page_redirects_to(site: Site, other_site: Site) -> None:
+    site.pages["/"] = redirect(other_site.url("/home"))  # like http:// → https:// or example.com → www.
+    other_site.pages["/home"] = linking("/next", site.url("/old-site-page"))
+    other_site.pages["/next"] = html("next")
+    paths, _ = await crawled(site)
+    assert paths == [other_site.url("/home"), other_site.url("/next")]
+    assert site.hits == ["/robots.txt", "/"]
+
+
+async def test_crawl_stops_at_max_pages(site: Site) -> None:
+    site.pages["/"] = linking(*(f"/p{n}" for n in range(10)))
+    for n in range(10):
+        site.pages[f"/p{n}"] = html(f"page {n}")
+    paths, _ = await crawled(site, max_pages=3)
+    assert paths == ["/", "/p0", "/p1"]
+    assert page_requests(site) == ["/", "/p0", "/p1"]
+
+
+async def test_crawl_stops_at_max_depth(site: Site) -> None:
+    site.pages["/"] = linking("/1")
+    site.pages["/1"] = linking("/2")
+    site.pages["/2"] = linking("/3")
+    site.pages["/3"] = html("too deep")
+    paths, _ = await crawled(site, max_depth=2)
+    assert paths == ["/", "/1", "/2"]
+    assert "/3" not in site.hits
+    only_start, _ = await crawled(site, max_depth=0)
+    assert only_start == ["/"]
+
+
+async def test_a_page_that_fails_is_skipped_and_reported(site: Site) -> None:
+    site.pages["/"] = linking("/gone", "/image-without-extension", "/ok")
+    site.pages["/image-without-extension"] = plain(b"\x89PNG", "image/png")
+    site.pages["/ok"] = html("fine")
+    paths, failures = await crawled(site)
+    assert paths == ["/", "/ok"]
+    assert failures == [
+        PageFailure(url=site.url("/gone"), error="the page answered 404 Not Found"),
+        PageFailure(url=site.url("/image-without-extension"), error="the page's type (image/png) is not one we read"),
+    ]
+
+
+async def test_the_start_page_failing_fails_the_crawl(site: Site) -> None:
+    site.pages["/"] = status(500)
+    with pytest.raises(FetchError) as failed:
+        await crawled(site)
+    assert (failed.value.message, failed.value.status) == ("the page answered 500 Internal Server Error", 500)
+
+
+async def test_a_refused_start_url_fails_the_crawl_before_any_request(site: Site) -> None:
+    site.pages["/"] = html("secret")
+    with pytest.raises(FetchError) as failed:
+        await crawled(site, fetcher_settings=settings(allow_private_urls=False))
+    assert failed.value.message == "127.0.0.1 is a loopback address, which may not be fetched"
+    assert site.hits == []
+
+
+async def test_links_are_read_once_in_their_canonical_form(site: Site) -> None:
+    port = site.port
+    site.pages["/"] = linking(
+        "/a#top", "/a", f"http://127.0.0.1:{port}/a", f"HTTP://127.0.0.1:{port}/b/../a", "a?x=1", "/a?x=1#f",
+        "#top", "mailto:someone@example.com", "javascript:void(0)", "tel:+100", "/logo.png", "/files/archive.zip",
+        "/style.css",
+    )
+    site.pages["/a"] = html("a")
+    paths, failures = await crawled(site)
+    assert paths == ["/", "/a", "/a?x=1"]
+    assert failures == []
+    assert page_requests(site) == ["/", "/a", "/a?x=1"]
+
+
+async def test_base_href_resolves_relative_links(site: Site) -> None:
+    site.pages["/"] = html('<base href="/docs/"><a href="intro">intro</a>')
+    site.pages["/docs/intro"] = html("intro")
+    paths, _ = await crawled(site)
+    assert paths == ["/", "/docs/intro"]
