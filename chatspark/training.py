@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import msgspec
 
 from chatspark import errors
 from chatspark.clock import iso, now_ms
 from chatspark.config import KnowledgeConfig, SeedSource
+from chatspark.knowledge.ssrf import UrlRefused, check_url, refused_host
 from chatspark.pagination import Cursors, PageQuery, Position
 from chatspark.schemas import AddSource, SourcesPage, TrainingSource
 from chatspark.store import Store
@@ -101,18 +101,13 @@ class Training:
 
 
 def url_problem(url: str, *, allow_private: bool) -> str | None:
-    """What is wrong with a source URL, as far as can be told without fetching it (the fetch checks
-    the address it connects to again)."""
-    from chatspark.knowledge.ssrf import UrlRefused, check_url
-
+    """What is wrong with a source URL, as far as can be told without a lookup (the fetch checks
+    every address it connects to, and a refusal found then fails the source with its reason)."""
     try:
-        check_url(url, allow_private=allow_private)
+        target = check_url(url)
     except UrlRefused as refused:
-        return str(refused)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return "must be an http or https URL"
-    return None
+        return refused.reason
+    return None if allow_private else refused_host(target.host)
 
 
 def not_found() -> errors.ResourceNotFound:
