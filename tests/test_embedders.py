@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -17,8 +18,11 @@ import pytest
 
 from backends.embedders import load_embedder
 from backends.embedders.base import Embedder, EmbedderSettings, EmbeddingError
+from tests.fake_openai import FakeOpenAI, embedding_vector, error, refused_base_url, slow
+from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
+KEY_ENV = "CHATSPARK_TEST_EMBEDDING_KEY"
 
 
 def embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
@@ -129,3 +133,73 @@ def test_offline_embedder_works_with_the_network_unreachable_and_no_cache(tmp_pa
     assert seen["hf_offline"] == "1"  # a Hub fallback, were there one, would fail at once
     assert seen["root_handlers"] == 0  # importing wordllama no longer switches on INFO logging
     assert list(tmp_path.iterdir()) == []  # and nothing was written to the home folder
+
+
+# --- provider (litellm) ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(KEY_ENV, "sk-fake-embedding-key")
+    return KEY_ENV
+
+
+def provider(base_url: str, key_env: str | None = KEY_ENV, **overrides: object) -> Embedder:
+    settings = {"name": "provider", "kind": "litellm", "provider_model": "openai/text-embedding-3-small",
+                "api_base": base_url, "api_key_env": key_env, "dimensions": 48, "batch_size": 2,
+                "timeout_seconds": 10.0, **overrides}
+    return load_embedder(EmbedderSettings(**settings))  # type: ignore[arg-type]
+
+
+def expected(text: str, dimensions: int) -> np.ndarray:
+    vector = np.array(embedding_vector(text, dimensions), dtype=np.float64)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def test_provider_vectors_come_back_in_order_normalised_in_batches(fake_openai: FakeOpenAI, key: str) -> None:
+    texts = ["first", "second", "third"]
+    vectors = embed(provider(fake_openai.base_url), texts)
+    assert_unit_rows(vectors, 3, 48)
+    np.testing.assert_allclose(vectors, [expected(t, 48) for t in texts], atol=1e-6)
+    assert [r["input"] for r in fake_openai.embedding_requests] == [["first", "second"], ["third"]]
+    assert {(r["model"], r["dimensions"]) for r in fake_openai.embedding_requests} == {("text-embedding-3-small", 48)}
+    assert fake_openai.requests == []  # the chat route saw nothing
+
+
+def test_a_provider_answering_another_width_is_a_configuration_error(fake_openai: FakeOpenAI, key: str) -> None:
+    # litellm drops `dimensions` for models it does not know to take it; the fake then answers 64.
+    with pytest.raises(EmbeddingError, match="returned 64 dimensions, 48 are configured") as caught:
+        embed(provider(fake_openai.base_url, provider_model="openai/some-local-model"), ["text"])
+    assert caught.value.retryable is False
+    assert "dimensions" not in fake_openai.embedding_requests[0]
+
+
+def test_a_missing_key_fails_without_calling_the_provider(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(EmbeddingError, match=f"set {KEY_ENV}") as caught:
+        embed(provider(fake_openai.base_url), ["text"])
+    assert caught.value.retryable is False and fake_openai.embedding_requests == []
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(400, False), (401, False), (404, False), (429, True), (500, True), (503, True)])
+def test_provider_errors_say_whether_a_retry_may_help(fake_openai: FakeOpenAI, key: str, status: int, retryable: bool) -> None:
+    fake_openai.enqueue(*[error(status, "the input was: secret words")] * 3)  # the SDK may retry twice itself
+    with pytest.raises(EmbeddingError, match=f"answered HTTP {status}") as caught:
+        embed(provider(fake_openai.base_url), ["secret words"])
+    assert caught.value.retryable is retryable
+    assert "secret" not in str(caught.value)  # provider texts can quote the input: never passed on
+
+
+def test_an_unreachable_provider_is_a_retryable_error(key: str) -> None:
+    with pytest.raises(EmbeddingError, match="could not reach the provider") as caught:
+        embed(provider(refused_base_url()), ["text"])
+    assert caught.value.retryable is True
+
+
+def test_a_slow_provider_is_cut_off_at_the_timeout(fake_openai: FakeOpenAI, key: str) -> None:
+    fake_openai.enqueue(*[slow(5)] * 3)
+    started = time.monotonic()
+    with pytest.raises(EmbeddingError, match="did not answer within 0.5 s") as caught:
+        embed(provider(fake_openai.base_url, timeout_seconds=0.5), ["text"])
+    assert caught.value.retryable is True
+    assert time.monotonic() - started < 2  # the SDK's own retries stay inside the deadline
