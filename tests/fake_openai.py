@@ -20,15 +20,21 @@ means the echo reply. Behaviours are ``Behaviour`` values, most easily built wit
 What it saw: ``fake.requests`` (JSON bodies of POST /v1/chat/completions, in order),
 ``fake.headers`` (their headers, lowercased names, same order) and ``fake.closed_streams``
 (``time.monotonic()`` of each client disconnect seen while a response was still pending or
-streaming). ``refused_base_url()`` gives a base URL on which nothing listens. Standalone (for
+streaming). POST /v1/embeddings answers too (``fake.embedding_requests`` holds its bodies; the same
+queue of behaviours applies): each input gets ``embedding_vector(text, dimensions)``, deterministic
+and not normalised, ``dimensions`` from the request or 64, as floats or base64 float32 as asked.
+``refused_base_url()`` gives a base URL on which nothing listens. Standalone (for
 benchmarks): ``python -m tests.fake_openai [PORT]`` prints its base URL and serves until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import base64
 import collections
 import contextlib
+import hashlib
 import json
 import re
 import socket
@@ -101,6 +107,13 @@ def echo_text(messages: list[dict[str, Any]]) -> str:
     return f"You said: {last_user}. I saw {len(messages)} messages."
 
 
+def embedding_vector(text: str, dimensions: int = 64) -> list[float]:
+    """The fake's embedding of `text`: values in [-1, 1) from SHA-256 of the text, not normalised."""
+    digest = b"".join(hashlib.sha256(b"%d:%s" % (block, text.encode())).digest()
+                      for block in range(-(-dimensions // 32)))
+    return [byte / 128 - 1 for byte in digest[:dimensions]]
+
+
 def word_count(text: str) -> int:
     return len(text.split())
 
@@ -126,6 +139,7 @@ class _Disconnected(Exception):
 class FakeOpenAI:
     def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.closed_streams: list[float] = []
         self.in_flight = 0  # requests being answered now
@@ -212,23 +226,28 @@ class FakeOpenAI:
                     name, value = line.split(":", 1)
                     headers[name.strip().lower()] = value.strip()
             raw = await reader.readexactly(int(headers.get("content-length", "0")))
-            if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+            embeddings = path.rstrip("/").endswith("/embeddings")
+            if method != "POST" or not (embeddings or path.rstrip("/").endswith("/chat/completions")):
                 self._write_json(writer, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found_error"}})
                 await writer.drain()
                 continue
             body = json.loads(raw or b"{}")
-            self.requests.append(body)
-            self.headers.append(headers)
+            if embeddings:
+                self.embedding_requests.append(body)
+            else:
+                self.requests.append(body)
+                self.headers.append(headers)
             behaviour = self._queue.popleft() if self._queue else Behaviour()
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                leftover = await self._respond(reader, writer, body, behaviour)
+                leftover = await self._respond(reader, writer, body, behaviour, embeddings=embeddings)
             finally:
                 self.in_flight -= 1
 
     async def _respond(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any], b: Behaviour
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any], b: Behaviour,
+        *, embeddings: bool = False,
     ) -> bytes:
         """Answer one request; returns any bytes of the next request read meanwhile."""
         # While we make the client wait, watch for it hanging up (as a timed-out or closed client does).
@@ -241,6 +260,8 @@ class FakeOpenAI:
             await self._pause(watcher, b.delay)
             if b.status != 200:
                 self._write_error(writer, b)
+            elif embeddings:
+                self._write_json(writer, 200, self._embeddings(body))
             elif body.get("stream") and b.sse:
                 await self._stream(writer, watcher, body, b)
             elif body.get("stream"):
@@ -318,6 +339,20 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": self._usage(body, text),
         }
+
+    @staticmethod
+    def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        dimensions = body.get("dimensions") or 64
+        data = []
+        for i, text in enumerate(texts):
+            vector = embedding_vector(str(text), dimensions)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(array.array("f", vector).tobytes()).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        tokens = sum(word_count(str(text)) for text in texts)
+        return {"object": "list", "data": data, "model": body.get("model", ""),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     def _write_error(self, writer: asyncio.StreamWriter, b: Behaviour) -> None:
         payload = {"error": {"message": b.error_message, "type": _ERROR_TYPES.get(b.status, "server_error"),
