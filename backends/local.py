@@ -135,7 +135,9 @@ def _extract(question: str, passage: str) -> str:
     order, at most two); the passage's first sentences when none does. Retrieval already judged the
     passage relevant: this only picks what to quote."""
     wanted = set(_terms(question))
-    sentences = [s.strip() for s in _SENTENCE.findall(passage) if len(s.strip()) > 3 and not s.strip().startswith("#")]
+    # Headings are not answers; the text's own line breaks are only wrapping.
+    prose = " ".join(line.strip() for line in passage.splitlines() if not line.lstrip().startswith("#"))
+    sentences = [s.strip() for s in _SENTENCE.findall(prose) if len(s.strip()) > 3]
     if not sentences:
         return ""
     scored = sorted(range(len(sentences)), key=lambda i: -len(wanted & set(_terms(sentences[i]))))

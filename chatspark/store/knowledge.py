@@ -105,7 +105,10 @@ class KnowledgeStore:
                 record = await self.get(agent_id, int(training_id))
                 if record is None:  # deleted since (a replay of a deleted source)
                     raise IdempotencyMismatch()
-                return Added(record, {1: "created", 2: "retrained", 0: "replayed"}[int(status)])
+                outcome = {1: "created", 2: "retrained", 0: "replayed"}[int(status)]
+                if outcome != "replayed":  # as accepted: a worker may have picked it up already
+                    record = msgspec.structs.replace(record, status="pending", error=None)
+                return Added(record, outcome)  # type: ignore[arg-type]
         raise RuntimeError("a source slug kept changing under concurrent adds")
 
     async def get(self, agent_id: int, training_id: int) -> SourceRecord | None:
