@@ -44,8 +44,13 @@ def by_overlap(fusion: Fusion) -> dict[str, dict[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.retrieval")
     parser.add_argument("--quick", action="store_true", help="skip the 100k-passage row")
+    parser.add_argument("--misses", action="store_true", help="only list the questions the hybrid gets wrong")
     args = parser.parse_args()
     fusion = Fusion()
+    if args.misses:
+        for miss in quality.misses(fusion):
+            print(json.dumps(miss, ensure_ascii=False))
+        return 0
     report: dict[str, object] = {"fusion": {f: getattr(fusion, f) for f in fusion.__struct_fields__}, "set": quality.describe_set()}
     report["quality"] = {split or "all": quality.evaluate_modes(fusion, split) for split in ("dev", "test", None)}
     report["by_overlap"] = by_overlap(fusion)

@@ -52,7 +52,7 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True):
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
     passage: Passage
     score: float  # the fused score over its maximum: 1.0 = ranked first by every ranking in use
-    lexical_rank: int | None  # 1-based; None when BM25 did not rank it among its candidates
+    lexical_rank: int | None  # 1-based; None when BM25 did not count it (no match, or not a strong one)
     vector_rank: int | None
     bm25: float
     cosine: float
