@@ -151,13 +151,34 @@ class FeedbackResponse(Wire):
 SourceSlug = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
-class AddSource(Request):
-    """POST /agents/{id}/training: `data` for `text`, `url` for `page` and `website`."""
+# A public http(s) URL by name (IP literals, credentials and ports are refused anyway; the fetch
+# checks every address it connects to).
+SourceUrl = Annotated[str, Meta(max_length=2048, pattern=r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(/\S*)?$")]
+
+
+class TextSource(Request, tag="text", tag_field="type"):
+    """A text source: `data` is the text to learn (Markdown headings help chunking)."""
 
     source: SourceSlug
-    type: Literal["text", "page", "website"]
-    data: str | None = None
-    url: Annotated[str, Meta(max_length=2048)] | None = None
+    data: Annotated[str, Meta(min_length=1, max_length=2_000_000, pattern=r"\S")]
+
+
+class PageSource(Request, tag="page", tag_field="type"):
+    """One web page (HTML, Markdown, plain text or PDF)."""
+
+    source: SourceSlug
+    url: SourceUrl
+
+
+class WebsiteSource(Request, tag="website", tag_field="type"):
+    """A website crawled from `url`: same host, robots.txt honoured, bounded pages and depth."""
+
+    source: SourceSlug
+    url: SourceUrl
+
+
+# POST /agents/{id}/training: `type` says which.
+AddSource = TextSource | PageSource | WebsiteSource
 
 
 class TrainingSource(Wire):

@@ -16,10 +16,10 @@ from chatspark.clock import iso, now_ms
 from chatspark.config import KnowledgeConfig, SeedSource
 from chatspark.knowledge.ssrf import UrlRefused, check_url, refused_host
 from chatspark.pagination import Cursors, PageQuery, Position
-from chatspark.schemas import AddSource, SourcesPage, TrainingSource
+from chatspark.schemas import AddSource, PageSource, SourcesPage, TextSource, TrainingSource
 from chatspark.store import Store
 from chatspark.store.errors import IdempotencyMismatch
-from chatspark.store.knowledge import Added, SourceRecord
+from chatspark.store.knowledge import Added, SourceRecord, SourceType
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -31,7 +31,7 @@ class Training:
         self.config = config
 
     async def add(self, agent_id: int, body: AddSource, *, caller: str, idempotency_key: str | None) -> Added:
-        data = self._checked(body)
+        kind, url, data = self._checked(body)
         digest = None
         if idempotency_key is not None:
             # Scoped per API key: two clients choosing the same key never collide.
@@ -39,7 +39,7 @@ class Training:
         body_digest = hashlib.sha256(_canonical.encode(body)).hexdigest()
         try:
             return await self.store.knowledge.add(
-                agent_id, body.source, body.type, body.url, data, now_ms(),
+                agent_id, body.source, kind, url, data, now_ms(),
                 idempotency_digest=digest, body_digest=body_digest,
             )
         except IdempotencyMismatch:
@@ -71,8 +71,7 @@ class Training:
             if not await self.store.knowledge.mark_seeded(seed.agent, seed.source):
                 continue
             text = (folder / seed.file).read_text()
-            body = AddSource(source=seed.source, type="text", data=text)
-            await self.add(seed.agent, body, caller="seed", idempotency_key=None)
+            await self.add(seed.agent, TextSource(source=seed.source, data=text), caller="seed", idempotency_key=None)
             added += 1
         return added
 
@@ -80,24 +79,16 @@ class Training:
         if not await self.store.knowledge.delete(agent_id, training_id):
             raise not_found()
 
-    def _checked(self, body: AddSource) -> str:
-        """The text to index for `text` sources ('' otherwise); the contract's field rules."""
-        if body.type == "text":
-            if body.url is not None:
-                raise errors.ValidationFailed.field("url", "is only for page and website sources")
-            if body.data is None or not body.data.strip():
-                raise errors.ValidationFailed.field("data", "is required for a text source")
+    def _checked(self, body: AddSource) -> tuple[SourceType, str | None, str]:
+        """(type, url, text to index) of a valid body; the type decoded its fields already."""
+        if isinstance(body, TextSource):
             if len(body.data.encode()) > self.config.max_text_bytes:
                 raise errors.ValidationFailed.field("data", f"must be at most {self.config.max_text_bytes} bytes")
-            return body.data
-        if body.data is not None:
-            raise errors.ValidationFailed.field("data", "is only for text sources")
-        if body.url is None:
-            raise errors.ValidationFailed.field("url", f"is required for a {body.type} source")
+            return "text", None, body.data
         problem = url_problem(body.url, allow_private=self.config.allow_private_urls)
         if problem:
             raise errors.ValidationFailed.field("url", problem)
-        return ""
+        return ("page" if isinstance(body, PageSource) else "website"), body.url, ""
 
 
 def url_problem(url: str, *, allow_private: bool) -> str | None:

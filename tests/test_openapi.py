@@ -159,7 +159,7 @@ def test_every_operation_with_a_body_documents_the_415_for_a_body_that_is_not_js
                 assert "415" not in op["responses"], (method, path)
 
 
-def test_chat_and_create_agent_take_an_idempotency_key() -> None:
+def test_chat_create_agent_and_add_source_take_an_idempotency_key() -> None:
     doc = document()
     with_key = {
         (method.upper(), path)
@@ -167,7 +167,9 @@ def test_chat_and_create_agent_take_an_idempotency_key() -> None:
         for method, op in methods.items()
         if any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op["parameters"])
     }
-    assert with_key == {("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents")}
+    assert with_key == {
+        ("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents"), ("POST", "/api/v1/agents/{agent_id}/training"),
+    }
 
 
 def test_lists_take_limit_and_cursor() -> None:

@@ -230,18 +230,6 @@ class GuardedResolver(AbstractResolver):
             raise UrlRefused(f"{host} is {reason}, which may not be fetched")
 
 
-def refused_host(host: str) -> str | None:
-    """Why a host is refused before any lookup (an IP literal we refuse, or this machine's name);
-    None for a name, whose addresses the resolver checks when fetching."""
-    if _is_local_name(host):
-        return f"{host.rstrip('.')} is this machine, which may not be fetched"
-    try:
-        address = ipaddress.ip_address(host.replace("%25", "%"))
-    except ValueError:
-        return None
-    reason = refused_address(address)
-    return f"{host} is {reason}, which may not be fetched" if reason else None
-
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
@@ -255,3 +243,16 @@ def refused_host(host: str) -> str | None:
 
     async def close(self) -> None:
         await self._resolver.close()
+
+
+def refused_host(host: str) -> str | None:
+    """Why a host is refused before any lookup (an IP literal we refuse, or this machine's name);
+    None for a name, whose addresses the resolver checks when fetching."""
+    if _is_local_name(host):
+        return f"{host.rstrip('.')} is this machine, which may not be fetched"
+    try:
+        address = ipaddress.ip_address(host.replace("%25", "%"))
+    except ValueError:
+        return None
+    reason = refused_address(address)
+    return f"{host} is {reason}, which may not be fetched" if reason else None
