@@ -86,6 +86,13 @@ def test_html_title_falls_back_to_the_title_element() -> None:
     assert document.text.startswith("We open at nine.")
 
 
+def test_xhtml_with_an_xml_declaration_is_read() -> None:
+    page = (b'<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html><html xmlns="http://www.w3.org/1999/xhtml">'
+            b"<head><title>Strict page</title></head><body><p>Hello from XHTML.</p></body></html>")
+    document = extract(page, "application/xhtml+xml", None)
+    assert (document.title, document.text) == ("Strict page", "Hello from XHTML.")
+
+
 def test_html_without_a_main_text_keeps_all_visible_text_as_paragraphs_and_headings() -> None:
     page = (b"<html><head><style>p{color:red}</style><script>var secret = 1;</script></head><body>"
             b"<nav><a href='/'>Home</a></nav></body></html>")

@@ -101,11 +101,15 @@ def _request(settings: EmbedderSettings) -> dict[str, Any]:
 
 def _vectors(response: Any, count: int, settings: EmbedderSettings) -> np.ndarray:
     """The response's vectors in input order, checked and L2-normalised."""
-    items = sorted(response.data or (), key=lambda item: _field(item, "index"))
-    if len(items) != count:
-        raise EmbeddingError(f"embedder {settings.name}: the provider returned {len(items)} vectors for {count} texts")
     try:
-        vectors = np.array([_field(item, "embedding") for item in items], dtype=np.float32)
+        items = sorted(getattr(response, "data", None) or (), key=lambda item: _field(item, "index"))
+        rows = [_field(item, "embedding") for item in items]
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise EmbeddingError(f"embedder {settings.name}: the provider's answer is not a list of embeddings") from exc
+    if len(rows) != count:
+        raise EmbeddingError(f"embedder {settings.name}: the provider returned {len(rows)} vectors for {count} texts")
+    try:
+        vectors = np.array(rows, dtype=np.float32)
     except (TypeError, ValueError) as exc:  # ragged rows, strings (base64) or other non-numbers
         raise EmbeddingError(f"embedder {settings.name}: the provider's vectors are not numbers") from exc
     if vectors.ndim != 2 or vectors.shape[1] != settings.dimensions:
