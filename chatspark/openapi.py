@@ -74,6 +74,7 @@ class Operation:
     idempotent: bool = False  # honours `Idempotency-Key`
     required: tuple[str, ...] = ()  # body fields this operation requires beyond the type's own
     links: tuple[Link, ...] = ()  # where the ids and cursors of its success answer lead
+    also: tuple[tuple[int, str], ...] = ()  # other success statuses with the same body: (status, when)
 
 
 AGENTS = "/api/v1/agents"
@@ -166,6 +167,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", TRAINING, "Add a training source (201), or re-train the one with this `source` slug (200); "
               "indexed in the background.", SourceEnvelope, status=201, scope="training", body=AddSource,
               idempotent=True, failures=_ON_AGENT + _WITH_BODY + (errors.IdempotencyConflict,),
+              also=((200, "An existing `source` slug re-trained (same id, back to `pending`)."),),
               links=(Link("GetSource", "get", SOURCE, (_SAME_AGENT, ("training_id", "$response.body#/source/id"))),
                      Link("DeleteSource", "delete", SOURCE,
                           (_SAME_AGENT, ("training_id", "$response.body#/source/id"))))),
@@ -287,6 +289,8 @@ def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
             for link in op.links
         }
     responses = {str(op.status): success}
+    for status, when in op.also:
+        responses[str(status)] = {**success, "description": when, "headers": _headers(op, status)}
     if op.answer is Health:
         responses["503"] = {"description": "Degraded: `failed` names the unreachable dependency.",
                             "headers": _headers(op, 503), "content": _json(refs[Health])}

@@ -115,6 +115,7 @@ def make_config(
     provider_url: str | None = None,
     provider_models: dict[str, Any] | None = None,
     store: dict[str, Any] | None = None,
+    knowledge: dict[str, Any] | None = None,
     **server: Any,
 ) -> Config:
     """The shipped config.toml, pointed at the test Redis, prefix and (optionally) the fake provider.
@@ -133,6 +134,7 @@ def make_config(
         config,
         store=msgspec.structs.replace(config.store, url=redis_url, prefix=prefix, **(store or {})),
         server=msgspec.structs.replace(config.server, **server),
+        knowledge=msgspec.structs.replace(config.knowledge, **(knowledge or {})),
         models=models,
     )
 
@@ -195,9 +197,12 @@ def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runn
         provider_models: dict[str, Any] | None = None,
         prefix: str | None = None,
         store: dict[str, Any] | None = None,
+        knowledge: dict[str, Any] | None = None,
         **server: Any,
     ) -> RunningServer:
-        config = make_config(store_url or redis_url, prefix or key_prefix, provider_url, provider_models, store, **server)
+        config = make_config(
+            store_url or redis_url, prefix or key_prefix, provider_url, provider_models, store, knowledge, **server
+        )
         running = RunningServer(config).start()
         started.append(running)
         return running
