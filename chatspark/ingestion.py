@@ -129,14 +129,17 @@ class Ingestion:
                     pass  # done already; a later claim finds it stale and only acknowledges it
 
     async def _started(self, job: Job) -> bool:
-        deadline = time.monotonic() + EARLY_WAIT_SECONDS
+        """The job enters the stream just before its source's record is written: a job that finds no
+        record (or an older generation) waits for it, up to EARLY_WAIT_SECONDS after it was queued;
+        past that its source was deleted (or its add failed) and the job is dropped."""
+        queued_ms = int(job.entry.split("-", 1)[0])
         while True:
             state = await self.store.knowledge.start(job, now_ms())
             if state == "run":
                 return True
-            if state == "stale" or time.monotonic() > deadline:
+            if state == "stale" or now_ms() - queued_ms > EARLY_WAIT_SECONDS * 1000:
                 return False
-            await anyio.sleep(0.2)  # its source's record is still being written
+            await anyio.sleep(0.2)
 
     async def _documents(self, job: Job, record: SourceRecord) -> list[Document]:
         if record.type == "text":

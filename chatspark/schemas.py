@@ -151,9 +151,14 @@ class FeedbackResponse(Wire):
 SourceSlug = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
-# A public http(s) URL by name (IP literals, credentials and ports are refused anyway; the fetch
-# checks every address it connects to).
-SourceUrl = Annotated[str, Meta(max_length=2048, pattern=r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(/\S*)?$")]
+# An http(s) URL: a host name of up to five labels or a dotted IPv4 address, an optional port, a
+# path. The service refuses loopback, private and metadata addresses unless configured otherwise,
+# and the fetch checks every address it connects to.
+_LABEL = r"[A-Za-z0-9]{1,15}(?:-[A-Za-z0-9]{1,15}){0,2}"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PORT = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+_URL = rf"^https?://(?:(?:{_LABEL}\.){{1,4}}[A-Za-z]{{2,12}}|{_OCTET}(?:\.{_OCTET}){{3}}){_PORT}(?:/[!-~]*)?$"
+SourceUrl = Annotated[str, Meta(max_length=2048, pattern=_URL)]
 
 
 class TextSource(Request, tag="text", tag_field="type"):

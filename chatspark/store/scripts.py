@@ -294,11 +294,11 @@ return {outcome, tonumber(id)}
 """)
 
 # A job starts on its generation. KEYS: record. ARGV: generation, now ms.
-# Returns 1 (run it), 0 (the record does not show this generation yet: its add is still on the
-# way), -1 (stale: the source was deleted, re-trained again, or this generation finished).
+# Returns 1 (run it), 0 (no record, or it does not show this generation yet: its add may still be
+# on the way), -1 (stale: re-trained again, or this generation finished).
 START_JOB = Script("start_job", """
 local state = redis.call('HMGET', KEYS[1], 'pending', 'live')
-if not state[1] then return -1 end
+if not state[1] then return 0 end
 local gen, pending, live = tonumber(ARGV[1]), tonumber(state[1]), tonumber(state[2])
 if pending == gen then
   redis.call('HSET', KEYS[1], 'status', 'processing', 'updated', ARGV[2])
