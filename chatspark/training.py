@@ -70,7 +70,10 @@ class Training:
         for seed in seeds:
             if not await self.store.knowledge.mark_seeded(seed.agent, seed.source):
                 continue
-            text = (folder / seed.file).read_text()
+            path = folder / seed.file
+            if not path.exists():  # a config copied elsewhere still finds the shipped files
+                path = Path(__file__).resolve().parent.parent / seed.file
+            text = path.read_text()
             await self.add(seed.agent, TextSource(source=seed.source, data=text), caller="seed", idempotency_key=None)
             added += 1
         return added

@@ -52,7 +52,7 @@ def test_a_conversation_reads_back_oldest_first_with_ids_from_chat(client, agent
     assert [m["messageId"] for m in conversation["messages"]] == [first["messageId"], second["messageId"]]
     assert conversation["messages"][1] == {
         "query": "When are you open?", "response": second["text"], "createdAt": conversation["messages"][1]["createdAt"],
-        "messageId": second["messageId"], "model": "local", "rating": None,
+        "messageId": second["messageId"], "model": "local", "rating": None, "sources": [],
     }
 
 

@@ -214,7 +214,7 @@ class FaultyUpstream(FakeOpenAI):
         self.long_streams: dict[int, int] = {}  # id of the writer -> chunks written so far
 
     async def _respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any],
-                       b: Behaviour) -> bytes:
+                       b: Behaviour, **options: Any) -> bytes:
         self.requests_seen += 1
         # Keep only a bounded tail of what was seen: a soak sends thousands of requests.
         if len(self.requests) > 200:
@@ -225,11 +225,11 @@ class FaultyUpstream(FakeOpenAI):
             writer.transport.abort()
             raise ConnectionResetError("injected reset")
         if behaviour is not LONG_REPLY:
-            return await super()._respond(reader, writer, body, behaviour)
+            return await super()._respond(reader, writer, body, behaviour, **options)
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self.long_streams[id(writer)] = 0
         try:
-            return await super()._respond(reader, writer, body, behaviour)
+            return await super()._respond(reader, writer, body, behaviour, **options)
         finally:
             del self.long_streams[id(writer)]
 
