@@ -4,7 +4,7 @@ VENV   := .venv
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.synced
 
-.PHONY: install run test clean bench faults
+.PHONY: install run test clean bench bench-retrieval faults
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install
 bench: install
 	@sh bench/setup.sh
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# Retrieval quality and speed (bench/retrieval): top-1, recall@5, MRR, no-answer; search latency by size.
+bench-retrieval: install
+	$(VENV)/bin/python -m bench.retrieval
 
 # The fault suite (tests/faults): Redis killed mid-load, upstream faults, slow readers, a 2-minute
 # soak; prints the table (faults, requests, acknowledged turns, turns lost, 5xx, RSS/fd drift).
