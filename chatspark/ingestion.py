@@ -23,9 +23,6 @@ from chatspark.config import KnowledgeConfig
 from chatspark.embeddings import EmbedderRouter
 from chatspark.knowledge.chunking import chunk
 from chatspark.knowledge.documents import Chunk, Document
-from chatspark.knowledge.extract import ExtractionError, extract
-from chatspark.knowledge.fetch import FetchError, Fetcher
-from chatspark.knowledge.crawl import crawl
 from chatspark.store import Store
 from chatspark.store.errors import StoreUnavailable
 from chatspark.store.knowledge import Job, SourceRecord, StoredChunk
@@ -142,11 +139,19 @@ class Ingestion:
             await anyio.sleep(0.2)
 
     async def _documents(self, job: Job, record: SourceRecord) -> list[Document]:
+        # Imported on the first job: trafilatura, lxml and aiohttp cost ~0.3 s that a start need not pay.
+        from chatspark.knowledge.crawl import crawl
+        from chatspark.knowledge.extract import ExtractionError, extract
+        from chatspark.knowledge.fetch import FetchError, Fetcher
+
         if record.type == "text":
             text = await self.store.knowledge.text(job)
             if text is None:
                 raise IngestionFailed("The submitted text is gone; add the source again.")
-            return [Document(title=None, text=text)]
+            try:  # as Markdown: its first heading is the source's title
+                return [extract(text.encode(), "text/markdown; charset=utf-8", None)]
+            except ExtractionError as exc:
+                raise IngestionFailed(str(exc)) from None
         assert record.url is not None
         fetcher = Fetcher(self.config)
         try:

@@ -14,7 +14,6 @@ import msgspec
 from chatspark import errors
 from chatspark.clock import iso, now_ms
 from chatspark.config import KnowledgeConfig, SeedSource
-from chatspark.knowledge.ssrf import UrlRefused, check_url, refused_host
 from chatspark.pagination import Cursors, PageQuery, Position
 from chatspark.schemas import AddSource, PageSource, SourcesPage, TextSource, TrainingSource
 from chatspark.store import Store
@@ -97,6 +96,8 @@ class Training:
 def url_problem(url: str, *, allow_private: bool) -> str | None:
     """What is wrong with a source URL, as far as can be told without a lookup (the fetch checks
     every address it connects to, and a refusal found then fails the source with its reason)."""
+    from chatspark.knowledge.ssrf import UrlRefused, check_url, refused_host  # aiohttp: not at start
+
     try:
         target = check_url(url)
     except UrlRefused as refused:

@@ -170,8 +170,18 @@ class KnowledgeStore:
         return int(await self.redis.run(lambda r: r.get(self.layout.knowledge_version(agent_id))) or 0)
 
     async def live_chunks(self, agent_id: int) -> tuple[int, list[tuple[SourceRecord, list[StoredChunk]]]]:
-        """(version, each answering source with its live chunks in order), read for an index build."""
-        version = await self.version(agent_id)
+        """(version, each answering source with its live chunks in order), read for an index build.
+
+        Consistent: read between two reads of the version, again if a swap or delete moved it
+        meanwhile (a swap deletes the old generation, which a read in between would miss)."""
+        for _ in range(10):
+            version = await self.version(agent_id)
+            found = await self._read_live(agent_id)
+            if await self.version(agent_id) == version:
+                return version, found
+        return version, found  # knowledge changing faster than it can be read: the next turn reads again
+
+    async def _read_live(self, agent_id: int) -> list[tuple[SourceRecord, list[StoredChunk]]]:
         records = [r for r in await self.list(agent_id, None, 1_000_000) if r.live]
         raws = await self.redis.pipeline(
             lambda p: [p.hgetall(self.layout.knowledge_chunks(agent_id, r.id, r.live)) for r in records]
@@ -180,7 +190,7 @@ class KnowledgeStore:
         for record, raw in zip(records, raws, strict=True):
             ordered = sorted(raw.items(), key=lambda item: int(item[0]))
             found.append((record, [_chunk_decoder.decode(blob) for _, blob in ordered]))
-        return version, found
+        return found
 
     # -- what ingestion workers do -----------------------------------------------------------------
 
