@@ -178,3 +178,13 @@ def test_a_source_trained_on_one_replica_answers_on_another_and_its_delete_is_se
         assert any(s["trainingId"] == created["id"] for s in ask(on_b, agent, "How long is the hub warranty?")["sources"])
         assert on_a.delete(f"{agent}/training/{created['id']}").status_code == 204
         assert not any(s["trainingId"] == created["id"] for s in ask(on_b, agent, "How long is the hub warranty?")["sources"])
+
+
+def test_deleting_the_agent_deletes_its_knowledge(client, agent, server, raw_redis, slug):  # type: ignore[no-untyped-def]
+    created = client.post(f"{agent}/training", json={"source": slug, "type": "text", "data": TEXT}).json()["source"]
+    wait_until_done(client, agent, created["id"])
+    layout, agent_id = Layout(server.config.store.prefix), int(agent.rsplit("/", 1)[1])
+    tag = layout.knowledge_sources(agent_id).removesuffix(":sources")
+    assert list(raw_redis.scan_iter(match=tag + ":*"))
+    assert client.delete(agent).status_code == 204
+    assert list(raw_redis.scan_iter(match=tag + ":*")) == []
