@@ -70,9 +70,11 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
         retriever = Retriever(store, embedders, config.knowledge)
         turns = Turns(config, store, models, agents, leases, Credits(store, config.limits), retriever)
         ingestion = Ingestion(store, embedders, config.knowledge)
-        # Lives as long as the app: the lease keeper, and turns that must finish even if their
-        # client left (Idempotency-Key). Leaving it waits for those turns.
-        async with anyio.create_task_group() as tasks:
+        # `turns` lives as long as the app: turns that must finish even if their client left
+        # (Idempotency-Key); leaving it waits for them. `background` holds what runs until shutdown
+        # (lease renewal, ingestion, warming and seeding) and is cancelled once those turns are done:
+        # an unfinished ingestion job is taken over by another replica once idle.
+        async with anyio.create_task_group() as turns_group, anyio.create_task_group() as background:
             app.state.services = Services(
                 config=config,
                 store=store,
@@ -81,7 +83,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 agents=agents,
                 conversations=Conversations(store, cursors),
                 cursors=cursors,
-                idempotent_turns=IdempotentTurns(turns, store.journal, leases, tasks),
+                idempotent_turns=IdempotentTurns(turns, store.journal, leases, turns_group),
                 training=Training(store, cursors, config.knowledge),
             )
             if dev_key:
@@ -89,30 +91,17 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             log.info("ready: %d configured agents (%d new in the store), models %s, store %s", len(config.agents),
                      seeded, ", ".join(config.models),
                      "EMBEDDED (in this process only)" if store.embedded else safe_url(store.config.url))
-            keeper = anyio.CancelScope()
-
-            async def keep_leases() -> None:
-                with keeper:
-                    await leases.run()
-
-            tasks.start_soon(keep_leases)
-            tasks.start_soon(_warm, models)  # litellm's import (seconds) does not delay readiness
-            worker = anyio.CancelScope()
-
-            async def ingest() -> None:
-                with worker:
-                    await ingestion.run()
-
-            tasks.start_soon(ingest)
-            tasks.start_soon(_seed_knowledge, app.state.services.training, config)
+            background.start_soon(leases.run)
+            background.start_soon(_warm, models)  # litellm's import (seconds) does not delay readiness
+            background.start_soon(ingestion.run)
+            background.start_soon(_seed_knowledge, app.state.services.training, config)
             drain.install()
             try:
                 yield
             finally:
-                # Running turns (in this group) finish before the keeper stops renewing their leases.
+                # Running turns finish before the keeper stops renewing their leases.
                 await app.state.services.idempotent_turns.idle()
-                keeper.cancel()
-                worker.cancel()  # an unfinished job is taken over by another replica once idle
+                background.cancel_scope.cancel()
         await models.aclose()
         await embedders.aclose()
         await store.aclose()
