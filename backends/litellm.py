@@ -14,23 +14,15 @@ from typing import Any
 
 import httpx
 
-# Set before the import: litellm reads them at import time. Offline mode stops the model-cost-map
-# fetch and the tokenizer downloads; the repetition guard would otherwise cut legitimate repetitive
-# output after 100 identical chunks (max_output_tokens already bounds a looping model).
-os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOG", "ERROR")
-os.environ.setdefault("REPEATED_STREAMING_CHUNK_LIMIT", "100000")
-
-import litellm  # noqa: E402
-from litellm.exceptions import (  # noqa: E402
+from backends.litellm_setup import litellm  # offline and quiet: set up once, there
+from litellm.exceptions import (
     APIConnectionError,
     ContextWindowExceededError,
     MidStreamFallbackError,
     Timeout,
 )
 
-from backends.base import (  # noqa: E402
+from backends.base import (
     BackendError,
     Completion,
     ContextTooLong,
@@ -41,17 +33,8 @@ from backends.base import (  # noqa: E402
     ProviderTimeout,
     TokenUsage,
 )
-from backends.retry import complete_with_retries, stream_with_retries  # noqa: E402
+from backends.retry import complete_with_retries, stream_with_retries
 
-litellm.suppress_debug_info = True  # no banner on stdout for each exception
-litellm.redact_messages_in_exceptions = True  # keeps user text out of exceptions and logs
-litellm.disable_hf_tokenizer_download = True
-if hasattr(litellm, "telemetry"):
-    litellm.telemetry = False
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-    # Our mapped errors are logged by the caller; litellm's own handlers would log them again.
-    logging.getLogger(_name).handlers.clear()
-    logging.getLogger(_name).setLevel(logging.ERROR)
 
 log = logging.getLogger("chatspark.backends.litellm")
 

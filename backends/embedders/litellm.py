@@ -17,27 +17,11 @@ import anyio
 import httpx
 import numpy as np
 
-# As in backends/litellm.py, set before the import because litellm reads them at import time:
-# offline mode stops the model-cost-map fetch and the tokenizer downloads.
-os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOG", "ERROR")
-os.environ.setdefault("REPEATED_STREAMING_CHUNK_LIMIT", "100000")
+from backends.litellm_setup import litellm  # offline and quiet: set up once, there
+from litellm.exceptions import APIConnectionError, Timeout
 
-import litellm  # noqa: E402
-from litellm.exceptions import APIConnectionError, Timeout  # noqa: E402
+from backends.embedders.base import EmbedderSettings, EmbeddingError
 
-from backends.embedders.base import EmbedderSettings, EmbeddingError  # noqa: E402
-
-litellm.suppress_debug_info = True  # no banner on stdout for each exception
-litellm.redact_messages_in_exceptions = True  # keeps the texts out of exceptions and logs
-litellm.disable_hf_tokenizer_download = True
-if hasattr(litellm, "telemetry"):
-    litellm.telemetry = False
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-    # Our mapped errors are reported by the caller; litellm's own handlers would log them again.
-    logging.getLogger(_name).handlers.clear()
-    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 class LitellmEmbedder:
