@@ -16,6 +16,7 @@ import socket
 import time
 
 import anyio
+import anyio.to_thread
 import numpy as np
 
 from chatspark.clock import now_ms
@@ -149,7 +150,7 @@ class Ingestion:
             if text is None:
                 raise IngestionFailed("The submitted text is gone; add the source again.")
             try:  # as Markdown: its first heading is the source's title
-                return [extract(text.encode(), "text/markdown; charset=utf-8", None)]
+                return [await anyio.to_thread.run_sync(extract, text.encode(), "text/markdown; charset=utf-8", None)]
             except ExtractionError as exc:
                 raise IngestionFailed(str(exc)) from None
         assert record.url is not None
@@ -168,8 +169,8 @@ class Ingestion:
             await fetcher.aclose()
         documents = []
         for page in fetched:
-            try:
-                documents.append(extract(page.body, page.content_type, page.url))
+            try:  # off the event loop: a large page is seconds of parsing, and turns run on that loop
+                documents.append(await anyio.to_thread.run_sync(extract, page.body, page.content_type, page.url))
             except ExtractionError as exc:
                 if record.type == "page":
                     raise IngestionFailed(str(exc)) from None
@@ -181,7 +182,9 @@ class Ingestion:
         """Chunks, embeds and writes every document; (chunk count, the source's title)."""
         chunks: list[Chunk] = []
         for document in documents:
-            chunks += chunk(document, max_tokens=self.config.chunk_tokens, overlap_tokens=self.config.chunk_overlap_tokens)
+            chunks += await anyio.to_thread.run_sync(
+                lambda d=document: chunk(d, max_tokens=self.config.chunk_tokens, overlap_tokens=self.config.chunk_overlap_tokens)
+            )
         if not chunks:
             raise IngestionFailed("The source has no text to index.")
         for first in range(0, len(chunks), WRITE_BATCH):
