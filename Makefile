@@ -35,6 +35,12 @@ bench: install
 bench-retrieval: install
 	$(VENV)/bin/python -m bench.retrieval
 
+# Knowledge: website and text ingestion, a grounded turn's added latency and CPU (bench/README.md);
+# about a minute, against the Redis at $REDIS_URL (default 127.0.0.1:6379) under a throwaway prefix.
+.PHONY: bench-knowledge
+bench-knowledge: install
+	$(VENV)/bin/python -m bench.knowledge $(BENCH_ARGS)
+
 # The fault suite (tests/faults): Redis killed mid-load, upstream faults, slow readers, a 2-minute
 # soak; prints the table (faults, requests, acknowledged turns, turns lost, 5xx, RSS/fd drift).
 faults: install

@@ -51,13 +51,13 @@ def agent_id(request: Request) -> int:
     return int(digits)
 
 
-async def json_body(request: Request, kind: type[T]) -> T:
+async def json_body(request: Request, kind: type[T], limit: int | None = None) -> T:
     # No Content-Type is read as JSON (scripts and raw clients often send none); one that names
     # another type is refused rather than guessed past: a form or text body never passes by luck.
     content_types = request.headers.getlist("content-type")
     if content_types and (len(content_types) > 1 or not _is_json(content_types[0])):
         raise UnsupportedMediaType()
-    limit = services(request).config.server.max_body_bytes
+    limit = limit or services(request).config.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")

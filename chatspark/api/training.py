@@ -41,7 +41,9 @@ async def get_source(request: Request) -> Response:
 async def add_source(request: Request) -> Response:
     agent, caller = await _agent(request)
     key = idempotency_key(request)
-    body = await json_body(request, AddSource)
+    config = services(request).config
+    # A text source may be larger than other bodies: up to [knowledge] max_text_bytes, JSON-escaped.
+    body = await json_body(request, AddSource, max(config.server.max_body_bytes, 2 * config.knowledge.max_text_bytes))
     added = await services(request).training.add(agent, body, caller=caller, idempotency_key=key)
     headers = {"idempotent-replayed": "true"} if added.outcome == "replayed" else None
     status = 201 if added.outcome == "created" or (added.outcome == "replayed" and added.record.live == 0) else 200
