@@ -65,7 +65,7 @@ def test_the_prompt_never_exceeds_the_context_window(size):  # type: ignore[no-u
 def test_a_message_too_long_for_the_model_is_a_validation_error():  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationFailed) as raised:
         window([], message="x" * 1000)
-    assert "message" in raised.value.details["fields"]
+    assert "message" in raised.value.details.fields
 
 
 def test_token_bound_is_at_least_the_utf8_length():  # type: ignore[no-untyped-def]
