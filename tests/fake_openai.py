@@ -293,8 +293,10 @@ class FakeOpenAI:
         self._event(writer, {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event(writer, {**base, "choices": [], "usage": self._usage(body, text)})
-        self._chunk(writer, b"data: [DONE]\n\n")
-        writer.write(b"0\r\n\r\n")
+        # [DONE] and the end of the chunked body in one write: a client that stops reading at [DONE]
+        # then finds the body ended, as with a real provider, and may pool the connection.
+        done = b"data: [DONE]\n\n"
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
 
     # --- response bodies -----------------------------------------------------------------------
 
