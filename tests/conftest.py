@@ -31,7 +31,8 @@ from chatspark.store import Store
 from chatspark.store.connection import connect
 from chatspark.store.keys import ApiKeyRecord
 from chatspark.web import create_app
-from tests.fake_openai import fake_openai  # noqa: F401  (re-exported fixture)
+from tests.app_loop import close_connections, new_loop
+from tests.fake_openai import fake_openai, shared_fake_openai  # noqa: F401  (re-exported fixtures)
 
 TEST_KEY_ENV = "CHATSPARK_TEST_PROVIDER_KEY"
 
@@ -147,7 +148,17 @@ class RunningServer:
         self._server = uvicorn.Server(
             uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(target=self._run, name="uvicorn", daemon=True)
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            try:
+                await self._server.serve()
+            finally:
+                await close_connections()
+
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(serve())
 
     def start(self) -> RunningServer:
         self._thread.start()
