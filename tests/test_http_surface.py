@@ -96,10 +96,10 @@ def test_errors_carry_the_request_id_too(server):  # type: ignore[no-untyped-def
     assert response.status_code == 401 and response.headers["x-request-id"] == "trace-1"
 
 
-def test_a_raw_socket_garbage_request_does_not_crash_the_server(server):  # type: ignore[no-untyped-def]
+def test_a_raw_socket_garbage_request_does_not_crash_the_server(live_server):  # type: ignore[no-untyped-def]
     import socket
 
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=5) as sock:
         sock.sendall(b"GARBAGE\r\n\r\n")
         sock.recv(1024)
-    assert httpx.get(server.base_url + "/api/v1/health").status_code == 200
+    assert httpx.get(live_server.base_url + "/api/v1/health").status_code == 200
