@@ -31,6 +31,7 @@ import redis
 import uvicorn
 
 from chatspark.apikeys import mint_key
+from chatspark.config import DEFAULT_PATH as DEFAULT_CONFIG
 from chatspark.config import Config, load_config
 from chatspark.store import Store
 from chatspark.store.connection import connect
@@ -278,7 +279,12 @@ def start_live_server(redis_url: str, key_prefix: str) -> Iterator[Callable[...,
 
 
 class SpawnedServer:
-    """`chatspark serve` in its own process, on the shipped config.toml, configured by environment."""
+    """`chatspark serve` in its own process, on the shipped config.toml, configured by environment.
+
+    Its provider models use the direct OpenAI-compatible backend (backends/openai.py) instead of
+    litellm: these processes stand for other replicas on the same Redis, and importing litellm would
+    make each start in ~8 s instead of ~1 s. A served process on litellm: tests/test_security.py.
+    """
 
     def __init__(self, env: dict[str, str], log_path: str) -> None:
         self.port = free_port()
@@ -320,8 +326,15 @@ class SpawnedServer:
 def spawn_server(redis_url: str, key_prefix: str, tmp_path: Any) -> Iterator[Callable[..., SpawnedServer]]:
     spawned: list[SpawnedServer] = []
 
+    shipped = DEFAULT_CONFIG.read_text()
+    direct = shipped.replace('backend = "litellm"', 'backend = "openai"')
+    assert direct != shipped, "config.toml has no litellm model left to switch"
+    config = tmp_path / "spawned-config.toml"
+    config.write_text(direct)
+
     def spawn(provider_url: str, **env: str) -> SpawnedServer:
         settings = {
+            "CHATSPARK_CONFIG": str(config),
             "REDIS_URL": redis_url,
             "CHATSPARK_REDIS_PREFIX": key_prefix,
             "OPENAI_BASE_URL": provider_url,
