@@ -84,9 +84,11 @@ class AgentRegistry:
             digest = hashlib.sha256(f"{caller}\0{idempotency_key}".encode()).hexdigest()
         body_digest = hashlib.sha256(_canonical.encode(changes)).hexdigest()
         try:
-            return await self.store.create(agent, idempotency_digest=digest, body_digest=body_digest)
+            created = await self.store.create(agent, idempotency_digest=digest, body_digest=body_digest)
         except IdempotencyMismatch:
             raise errors.IdempotencyConflict() from None
+        self._cache.pop(created.agent.id, None)  # a "not found" cached for the new id a moment ago
+        return created
 
     async def update(self, agent_id: int, changes: AgentChanges) -> Agent:
         agent = apply(await self.fetch(agent_id), changes, now_ms())

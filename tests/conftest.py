@@ -1,7 +1,12 @@
-"""Shared fixtures: a real Redis, a private key prefix, and real uvicorn servers of the app.
+"""Shared fixtures: a real Redis, a private key prefix, the fake provider, and servers of the app.
 
 Redis: `$REDIS_URL`, else 127.0.0.1:6379, else a private `redis-server` started here. Every key
 the suite writes starts with its own random prefix; cleanup deletes only those keys.
+
+Servers: `server` (with `client` and `key`) is the app in this process, shared by the session and
+reached without a socket; `start_server(...)` starts one on a config of the test's own. Their
+`live_` twins are a real uvicorn on 127.0.0.1, for what only a socket shows: a stream read as it
+arrives, a client hanging up, the HTTP parser. `spawn_server` is `chatspark serve` in its own process.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -26,14 +31,19 @@ import redis
 import uvicorn
 
 from chatspark.apikeys import mint_key
+from chatspark.config import DEFAULT_PATH as DEFAULT_CONFIG
 from chatspark.config import Config, load_config
 from chatspark.store import Store
 from chatspark.store.connection import connect
 from chatspark.store.keys import ApiKeyRecord
 from chatspark.web import create_app
-from tests.fake_openai import fake_openai  # noqa: F401  (re-exported fixture)
+from tests.app_loop import close_connections, new_loop
+from tests.fake_openai import fake_openai, shared_fake_openai  # noqa: F401  (re-exported fixtures)
+from tests.in_process import BASE_URL as IN_PROCESS_URL
+from tests.in_process import InProcessApp
 
 TEST_KEY_ENV = "CHATSPARK_TEST_PROVIDER_KEY"
+T = TypeVar("T", bound="AppServer")
 
 
 def free_port() -> int:
@@ -139,30 +149,10 @@ def make_config(
     )
 
 
-class RunningServer:
-    """A real uvicorn serving the app on 127.0.0.1 in a thread, with helpers to mint keys."""
+class AppServer:
+    """The app on a config, and keys stored for calling it. Subclasses say how a client reaches it."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> RunningServer:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
+    config: Config
 
     def put_key(self, record: ApiKeyRecord) -> None:
         async def put() -> None:
@@ -183,13 +173,77 @@ class RunningServer:
         return plain
 
     def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        raise NotImplementedError
+
+    def start(self) -> AppServer:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class InProcessServer(AppServer):
+    """The app in this process, no socket (tests/in_process.py): a client gets each answer whole."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._app = InProcessApp(create_app(config))
+
+    def start(self) -> InProcessServer:
+        self._app.start()
+        return self
+
+    def stop(self) -> None:
+        self._app.stop()
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=IN_PROCESS_URL, transport=self._app.transport(), headers=headers,
+                            timeout=options.pop("timeout", 30), **options)
+
+
+class RunningServer(AppServer):
+    """A real uvicorn serving the app on 127.0.0.1 in a thread: for what only a socket shows."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
+        self._thread = threading.Thread(target=self._run, name="uvicorn", daemon=True)
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            try:
+                await self._server.serve()
+            finally:
+                await close_connections()
+
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(serve())
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
         headers = {"authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=options.pop("timeout", 30), **options)
 
 
-@pytest.fixture
-def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., RunningServer]]:
-    started: list[RunningServer] = []
+def _starter(kind: type[T], redis_url: str, key_prefix: str) -> tuple[Callable[..., T], list[T]]:
+    started: list[T] = []
 
     def start(
         provider_url: str | None = None,
@@ -199,21 +253,43 @@ def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runn
         store: dict[str, Any] | None = None,
         knowledge: dict[str, Any] | None = None,
         **server: Any,
-    ) -> RunningServer:
+    ) -> T:
         config = make_config(
             store_url or redis_url, prefix or key_prefix, provider_url, provider_models, store, knowledge, **server
         )
-        running = RunningServer(config).start()
+        running = kind(config)
+        running.start()
         started.append(running)
         return running
 
+    return start, started
+
+
+@pytest.fixture
+def start_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., InProcessServer]]:
+    """Starts the app in process on a config of the test's own; stopped when the test ends."""
+    start, started = _starter(InProcessServer, redis_url, key_prefix)
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def start_live_server(redis_url: str, key_prefix: str) -> Iterator[Callable[..., RunningServer]]:
+    """`start_server` on a real socket: for streams read as they arrive, disconnects, the HTTP parser."""
+    start, started = _starter(RunningServer, redis_url, key_prefix)
     yield start
     for running in started:
         running.stop()
 
 
 class SpawnedServer:
-    """`chatspark serve` in its own process, on the shipped config.toml, configured by environment."""
+    """`chatspark serve` in its own process, on the shipped config.toml, configured by environment.
+
+    Its provider models use the direct OpenAI-compatible backend (backends/openai.py) instead of
+    litellm: these processes stand for other replicas on the same Redis, and importing litellm would
+    make each start in ~8 s instead of ~1 s. A served process on litellm: tests/test_security.py.
+    """
 
     def __init__(self, env: dict[str, str], log_path: str) -> None:
         self.port = free_port()
@@ -255,8 +331,15 @@ class SpawnedServer:
 def spawn_server(redis_url: str, key_prefix: str, tmp_path: Any) -> Iterator[Callable[..., SpawnedServer]]:
     spawned: list[SpawnedServer] = []
 
+    shipped = DEFAULT_CONFIG.read_text()
+    direct = shipped.replace('backend = "litellm"', 'backend = "openai"')
+    assert direct != shipped, "config.toml has no litellm model left to switch"
+    config = tmp_path / "spawned-config.toml"
+    config.write_text(direct)
+
     def spawn(provider_url: str, **env: str) -> SpawnedServer:
         settings = {
+            "CHATSPARK_CONFIG": str(config),
             "REDIS_URL": redis_url,
             "CHATSPARK_REDIS_PREFIX": key_prefix,
             "OPENAI_BASE_URL": provider_url,
@@ -278,20 +361,50 @@ def provider_key(monkeypatch: pytest.MonkeyPatch) -> str:
     return "sk-test-not-a-real-key"
 
 
-@pytest.fixture
-def server(start_server: Callable[..., RunningServer], fake_openai: Any, provider_key: str) -> RunningServer:
-    """The app on the shipped config, its litellm models pointed at the fake provider."""
-    return start_server(fake_openai.base_url)
+# The app on the shipped config, its litellm models on the fake provider, shared by the session:
+# tests do not depend on a fresh one (each mints its own keys; the fake is reset for each test).
+
+
+@pytest.fixture(scope="session")
+def shared_server(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iterator[InProcessServer]:
+    running = InProcessServer(make_config(redis_url, key_prefix, shared_fake_openai.base_url)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_live_server(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iterator[RunningServer]:
+    running = RunningServer(make_config(redis_url, key_prefix, shared_fake_openai.base_url)).start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture
-def key(server: RunningServer) -> str:
+def server(shared_server: InProcessServer, fake_openai: Any, provider_key: str) -> InProcessServer:
+    """The app on the shipped config, in process, its litellm models pointed at the fake provider."""
+    return shared_server
+
+
+@pytest.fixture
+def live_server(shared_live_server: RunningServer, fake_openai: Any, provider_key: str) -> RunningServer:
+    """`server` on a real uvicorn socket (same Redis prefix, same fake provider)."""
+    return shared_live_server
+
+
+@pytest.fixture
+def key(server: InProcessServer) -> str:
     return server.key()
 
 
 @pytest.fixture
-def client(server: RunningServer, key: str) -> Iterator[httpx.Client]:
+def client(server: InProcessServer, key: str) -> Iterator[httpx.Client]:
     with server.client(key) as http:
+        yield http
+
+
+@pytest.fixture
+def live_client(live_server: RunningServer) -> Iterator[httpx.Client]:
+    with live_server.client(live_server.key()) as http:
         yield http
 
 

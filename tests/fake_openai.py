@@ -23,8 +23,10 @@ What it saw: ``fake.requests`` (JSON bodies of POST /v1/chat/completions, in ord
 streaming). POST /v1/embeddings answers too (``fake.embedding_requests`` holds its bodies; the same
 queue of behaviours applies): each input gets ``embedding_vector(text, dimensions)``, deterministic
 and not normalised, ``dimensions`` from the request or 64, as floats or base64 float32 as asked.
-``refused_base_url()`` gives a base URL on which nothing listens. Standalone (for
-benchmarks): ``python -m tests.fake_openai [PORT]`` prints its base URL and serves until Ctrl-C.
+``fake.reset()`` forgets all that, clears the queue and cuts requests still being answered: the
+``fake_openai`` fixture is one fake per session, reset before each test, so servers shared between
+tests can point at it. ``refused_base_url()`` gives a base URL on which nothing listens. Standalone
+(for benchmarks): ``python -m tests.fake_openai [PORT]`` prints its base URL and serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ class FakeOpenAI:
         self.in_flight = 0  # requests being answered now
         self.max_in_flight = 0  # the most answered at once
         self._queue: collections.deque[Behaviour] = collections.deque()
+        self._answering: set[asyncio.Task[None]] = set()  # connections with a request in hand
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-openai", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,6 +161,12 @@ class FakeOpenAI:
 
     def enqueue(self, *behaviours: Behaviour) -> None:
         self._queue.extend(behaviours)
+
+    def reset(self) -> None:
+        """As good as a new server for the next test, keeping the port and idle keep-alive
+        connections: a request still being answered is cut, the queue and what was seen are cleared."""
+        assert self._loop is not None, "not started"
+        asyncio.run_coroutine_threadsafe(self._reset(), self._loop).result(timeout=10)
 
     def start(self) -> FakeOpenAI:
         self._thread.start()
@@ -240,10 +249,25 @@ class FakeOpenAI:
             behaviour = self._queue.popleft() if self._queue else Behaviour()
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            task = asyncio.current_task()
+            assert task is not None
+            self._answering.add(task)
             try:
                 leftover = await self._respond(reader, writer, body, behaviour, embeddings=embeddings)
             finally:
+                self._answering.discard(task)
                 self.in_flight -= 1
+
+    async def _reset(self) -> None:
+        cut = list(self._answering)
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
+        self._queue.clear()
+        self.requests.clear()
+        self.headers.clear()
+        self.closed_streams.clear()
+        self.max_in_flight = self.in_flight
 
     async def _respond(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any], b: Behaviour,
@@ -314,8 +338,10 @@ class FakeOpenAI:
         self._event(writer, {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event(writer, {**base, "choices": [], "usage": self._usage(body, text)})
-        self._chunk(writer, b"data: [DONE]\n\n")
-        writer.write(b"0\r\n\r\n")
+        # [DONE] and the end of the chunked body in one write: a client that stops reading at [DONE]
+        # then finds the body ended, as with a real provider, and may pool the connection.
+        done = b"data: [DONE]\n\n"
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
 
     # --- response bodies -----------------------------------------------------------------------
 
@@ -380,10 +406,18 @@ class FakeOpenAI:
         writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
 
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
+@pytest.fixture(scope="session")
+def shared_fake_openai() -> Iterator[FakeOpenAI]:
+    """One fake for the session, so servers shared between tests can point at it."""
     with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture
+def fake_openai(shared_fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """The session's fake, reset: nothing queued, nothing seen, nothing still being answered."""
+    shared_fake_openai.reset()
+    return shared_fake_openai
 
 
 if __name__ == "__main__":  # for benchmarks: python -m tests.fake_openai [PORT]

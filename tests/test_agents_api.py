@@ -84,6 +84,16 @@ def test_idempotency_keys_are_scoped_per_api_key(server):  # type: ignore[no-unt
     assert b.json()["agent"]["id"] != a
 
 
+def test_a_created_agent_answers_at_once_even_just_after_its_id_was_looked_up(client):  # type: ignore[no-untyped-def]
+    # The replica caches "no such agent" too; the next id, looked up a moment ago, is about to exist.
+    before = create(client, model="local")["id"]
+    assert client.post(f"{AGENTS}/{before + 1}/chat", json={"message": "hi"}).status_code == 404
+    made = create(client, model="local")
+    assert made["id"] == before + 1, "another agent took the id: the test did not test anything"
+    assert client.post(f"{AGENTS}/{made['id']}/chat", json={"message": "hi"}).status_code == 200
+    assert client.get(f"{AGENTS}/{made['id']}/conversations").status_code == 200
+
+
 def test_patch_changes_only_the_fields_sent(client):  # type: ignore[no-untyped-def]
     agent = create(client, botPersonality="Old.", welcomeMessage="Hi!")
     time.sleep(0.005)

@@ -26,8 +26,8 @@ def events(raw: bytes) -> list[object]:
     return out
 
 
-def test_stream_headers_and_framing_follow_the_contract(client):  # type: ignore[no-untyped-def]
-    response, raw = read_stream(client, 1, message="When are you open?")
+def test_stream_headers_and_framing_follow_the_contract(live_client):  # type: ignore[no-untyped-def]
+    response, raw = read_stream(live_client, 1, message="When are you open?")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache"
@@ -47,8 +47,8 @@ def test_stream_headers_and_framing_follow_the_contract(client):  # type: ignore
     assert all(b.split(b"\n")[1].startswith(b"data: ") for b in blocks)
 
 
-def test_stream_deltas_join_to_the_answer_and_end_with_one_done(client):  # type: ignore[no-untyped-def]
-    _, raw = read_stream(client, 1, message="When are you open?")
+def test_stream_deltas_join_to_the_answer_and_end_with_one_done(live_client):  # type: ignore[no-untyped-def]
+    _, raw = read_stream(live_client, 1, message="When are you open?")
     got = events(raw)
     assert got[-1] == "[DONE]"
     done = got[-2]
@@ -64,20 +64,20 @@ def test_stream_deltas_join_to_the_answer_and_end_with_one_done(client):  # type
     assert sum(1 for e in got if isinstance(e, dict) and (e.get("done") or e.get("error"))) == 1
 
 
-def test_a_streamed_turn_is_stored_and_continues_as_json(client, server, raw_redis):  # type: ignore[no-untyped-def]
-    _, raw = read_stream(client, 2, message="Remember: blue.")
+def test_a_streamed_turn_is_stored_and_continues_as_json(live_client, live_server, raw_redis):  # type: ignore[no-untyped-def]
+    _, raw = read_stream(live_client, 2, message="Remember: blue.")
     done = events(raw)[-2]
-    _, turns, _ = Layout(server.config.store.prefix).conversation(done["conversationId"])
+    _, turns, _ = Layout(live_server.config.store.prefix).conversation(done["conversationId"])
     stored = [json.loads(t) for t in raw_redis.lrange(turns, 0, -1)]
     assert [t["id"] for t in stored] == [done["messageId"]]
     assert stored[0]["query"] == "Remember: blue."
-    follow = client.post("/api/v1/agents/2/chat", json={"message": "Color?", "conversationId": done["conversationId"]})
+    follow = live_client.post("/api/v1/agents/2/chat", json={"message": "Color?", "conversationId": done["conversationId"]})
     assert follow.status_code == 200
     assert follow.json()["context"]["turnsIncluded"] == 1
 
 
-def test_stream_from_the_provider_relays_its_chunks(client, fake_openai):  # type: ignore[no-untyped-def]
-    _, raw = read_stream(client, 2, message="one two three four")
+def test_stream_from_the_provider_relays_its_chunks(live_client, fake_openai):  # type: ignore[no-untyped-def]
+    _, raw = read_stream(live_client, 2, message="one two three four")
     got = events(raw)
     deltas = [e["delta"] for e in got[:-2]]
     assert len(deltas) >= 3
@@ -86,10 +86,10 @@ def test_stream_from_the_provider_relays_its_chunks(client, fake_openai):  # typ
     assert fake_openai.requests[-1]["stream"] is True
 
 
-def test_errors_before_the_stream_starts_are_plain_json(client):  # type: ignore[no-untyped-def]
-    response, raw = read_stream(client, 1, message="   ")
+def test_errors_before_the_stream_starts_are_plain_json(live_client):  # type: ignore[no-untyped-def]
+    response, raw = read_stream(live_client, 1, message="   ")
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
     assert json.loads(raw)["error"]["code"] == "VALIDATION_ERROR"
-    response, raw = read_stream(client, 1, message="hi", conversationId="B" * 32)
+    response, raw = read_stream(live_client, 1, message="hi", conversationId="B" * 32)
     assert response.status_code == 404

@@ -125,9 +125,9 @@ def test_a_silent_model_stream_times_out_with_a_cause(start_server, fake_openai,
     assert events(raw)[-2]["error"]["details"] == {"cause": "UPSTREAM_TIMEOUT"}
 
 
-def test_pings_keep_a_silent_stream_alive(start_server, fake_openai, provider_key):  # type: ignore[no-untyped-def]
+def test_pings_keep_a_silent_stream_alive(start_live_server, fake_openai, provider_key):  # type: ignore[no-untyped-def]
     # 0.2 s pings behind a model silent for 1.5 s: about 8 pings; at least 3 allows for a noisy machine.
-    server = start_server(fake_openai.base_url, ping_seconds=0.2)
+    server = start_live_server(fake_openai.base_url, ping_seconds=0.2)
     fake_openai.enqueue(silent_stream(1.5))
     with server.client(server.key()) as http:
         _, raw = read_stream(http, 2, message="hi")
@@ -136,12 +136,12 @@ def test_pings_keep_a_silent_stream_alive(start_server, fake_openai, provider_ke
     assert events(raw)[-2]["done"] is True
 
 
-def test_a_client_disconnect_closes_the_upstream_and_stores_nothing(client, server, raw_redis, fake_openai):  # type: ignore[no-untyped-def]
-    cid = chat(client, 2, message="first").json()["conversationId"]
+def test_a_client_disconnect_closes_the_upstream_and_stores_nothing(live_client, live_server, raw_redis, fake_openai):  # type: ignore[no-untyped-def]
+    cid = chat(live_client, 2, message="first").json()["conversationId"]
     fake_openai.enqueue(silent_stream(20))
     body = json.dumps({"message": "second", "conversationId": cid, "stream": True}).encode()
-    key = client.headers["authorization"]
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+    key = live_client.headers["authorization"]
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
         sock.sendall(
             b"POST /api/v1/agents/2/chat HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
             + f"authorization: {key}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
@@ -159,4 +159,4 @@ def test_a_client_disconnect_closes_the_upstream_and_stores_nothing(client, serv
     assert fake_openai.closed_streams, "the upstream connection stayed open after the client left"
     assert fake_openai.closed_streams[0] - hung_up < 3
     time.sleep(0.3)
-    assert stored_turns(server, raw_redis, cid) == 1
+    assert stored_turns(live_server, raw_redis, cid) == 1

@@ -100,13 +100,13 @@ def test_errors_carry_the_request_id_too(server):  # type: ignore[no-untyped-def
     assert response.status_code == 401 and response.headers["x-request-id"] == "trace-1"
 
 
-def test_a_raw_socket_garbage_request_does_not_crash_the_server(server):  # type: ignore[no-untyped-def]
+def test_a_raw_socket_garbage_request_does_not_crash_the_server(live_server):  # type: ignore[no-untyped-def]
     import socket
 
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=5) as sock:
         sock.sendall(b"GARBAGE\r\n\r\n")
         sock.recv(1024)
-    assert httpx.get(server.base_url + "/api/v1/health").status_code == 200
+    assert httpx.get(live_server.base_url + "/api/v1/health").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -136,13 +136,14 @@ def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(server, method, pat
     assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
 
 
-def test_a_client_that_leaves_mid_body_is_logged_as_a_disconnect_not_an_error(server, key, caplog):  # type: ignore[no-untyped-def]
+def test_a_client_that_leaves_mid_body_is_logged_as_a_disconnect_not_an_error(live_server, caplog):  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO, logger="chatspark")
+    key = live_server.key()
     head = (
         "POST /api/v1/agents/1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=5) as sock:
         sock.sendall(head.encode() + b'{"message": "hel')  # 16 of the 100 bytes promised
     deadline = time.monotonic() + 10
     while not (access := [r for r in caplog.records if r.name == "chatspark.access" and "/chat" in r.getMessage()]):

@@ -24,7 +24,8 @@ def month() -> str:
     return f"{datetime.now(UTC):%Y-%m}"
 
 
-def test_two_processes_let_exactly_the_limit_through(server, fake_openai, spawn_server):  # type: ignore[no-untyped-def]
+def test_two_processes_let_exactly_the_limit_through(live_server, fake_openai, spawn_server):  # type: ignore[no-untyped-def]
+    server = live_server  # on a socket: the answers' ports tell which process gave each
     other = spawn_server(fake_openai.base_url)
     key = server.key(rate_limit=60)
     targets = [server, other] * 50

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import msgspec
 import schemathesis
 from starlette.applications import Starlette
@@ -11,7 +10,7 @@ from starlette.routing import Route
 from chatspark.config import load_config
 from chatspark.openapi import ERROR_STATUS, document
 from chatspark.web import create_app
-from tests.conftest import RunningServer
+from tests.conftest import InProcessServer
 
 PUBLIC = {("GET", "/api/v1/health"), ("GET", "/openapi.json")}
 
@@ -41,7 +40,7 @@ def test_document_covers_exactly_the_app_routes() -> None:
     assert documented_operations(document()) == routed
 
 
-def test_served_document_is_the_generated_one_without_auth(server: RunningServer) -> None:
+def test_served_document_is_the_generated_one_without_auth(server: InProcessServer) -> None:
     with server.client() as anonymous:  # no Authorization header
         first = anonymous.get("/openapi.json")
         second = anonymous.get("/openapi.json")
@@ -199,8 +198,9 @@ def test_health_degraded_answer_is_documented() -> None:
     assert health["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Health"}
 
 
-def test_unknown_path_next_to_the_document_is_an_enveloped_404(server: RunningServer) -> None:
-    response = httpx.get(f"{server.base_url}/openapi.yaml", timeout=10)
+def test_unknown_path_next_to_the_document_is_an_enveloped_404(server: InProcessServer) -> None:
+    with server.client() as anonymous:
+        response = anonymous.get("/openapi.yaml")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
 

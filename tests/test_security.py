@@ -25,7 +25,7 @@ import redis
 
 from chatspark import apikeys
 from chatspark.apikeys import hash_key
-from tests.conftest import RunningServer, free_port
+from tests.conftest import InProcessServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+ \[[\x20-\x7e]{1,128}\] ")
@@ -191,7 +191,7 @@ def test_near_miss_keys_are_rejected_alike(served: ServedProcess) -> None:
     )
 
 
-def test_the_stored_hash_is_compared_with_hmac_compare_digest(own_server: RunningServer,
+def test_the_stored_hash_is_compared_with_hmac_compare_digest(own_server: InProcessServer,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     plain = own_server.key()
     verdicts: list[bool] = []
@@ -309,13 +309,13 @@ def test_encoded_newlines_in_the_path_stay_encoded_in_the_log(served: ServedProc
 
 
 @pytest.fixture
-def own_server(start_server: Callable[..., RunningServer], fake_openai: Any, provider_key: str,
-               key_prefix: str) -> RunningServer:
+def own_server(start_server: Callable[..., InProcessServer], fake_openai: Any, provider_key: str,
+               key_prefix: str) -> InProcessServer:
     """A server on a prefix of its own, so the agents these tests create stay out of other tests' lists."""
     return start_server(fake_openai.base_url, prefix=f"{key_prefix}-iso-{secrets.token_hex(3)}")
 
 
-def test_a_key_for_agent_b_can_neither_read_nor_continue_agent_a_conversations(own_server: RunningServer) -> None:
+def test_a_key_for_agent_b_can_neither_read_nor_continue_agent_a_conversations(own_server: InProcessServer) -> None:
     owner = own_server.key(agents=[1])
     other = own_server.key(agents=[2])
     with own_server.client(owner) as a, own_server.client(other) as b:
@@ -346,7 +346,7 @@ def test_a_key_for_agent_b_can_neither_read_nor_continue_agent_a_conversations(o
         assert [(m["query"], m["rating"]) for m in after["messages"]] == [("When are you open?", None)]
 
 
-def test_conversation_ids_are_long_random_and_unrelated(own_server: RunningServer) -> None:
+def test_conversation_ids_are_long_random_and_unrelated(own_server: InProcessServer) -> None:
     with own_server.client(own_server.key()) as http:
         ids = [http.post("/api/v1/agents/1/chat", json={"message": "hi"}).json()["conversationId"]
                for _ in range(24)]
@@ -360,7 +360,7 @@ def test_conversation_ids_are_long_random_and_unrelated(own_server: RunningServe
     assert len(set("".join(ids))) > 50
 
 
-def test_unknown_and_foreign_conversation_ids_are_indistinguishable(own_server: RunningServer) -> None:
+def test_unknown_and_foreign_conversation_ids_are_indistinguishable(own_server: InProcessServer) -> None:
     with own_server.client(own_server.key()) as http:
         created = http.post("/api/v1/agents", json={"name": "Other", "model": "local"})
         assert created.status_code == 201
@@ -404,7 +404,7 @@ IMPERSONATIONS = [
 ]
 
 
-def test_instructions_stay_the_first_system_message(own_server: RunningServer, fake_openai: Any) -> None:
+def test_instructions_stay_the_first_system_message(own_server: InProcessServer, fake_openai: Any) -> None:
     instructions = f"You are Canary-{secrets.token_hex(4)}. Never reveal secrets."
     with own_server.client(own_server.key()) as http:
         created = http.post("/api/v1/agents", json={"name": "Guarded", "model": "gpt-4o-mini",

@@ -104,13 +104,13 @@ def test_a_long_turn_keeps_its_lease_and_the_lease_goes_with_the_turn(start_serv
     assert raw_redis.exists(Layout(server.config.store.prefix).lease(cid)) == 0
 
 
-def test_a_second_message_on_a_brand_new_streaming_conversation_is_busy_not_unknown(client, fake_openai):  # type: ignore[no-untyped-def]
-    agent = new_agent(client)
+def test_a_second_message_on_a_brand_new_streaming_conversation_is_busy_not_unknown(live_client, fake_openai):  # type: ignore[no-untyped-def]
+    agent = new_agent(live_client)
     fake_openai.enqueue(reply("one two three four five", chunks=5, gap=0.3))
-    with client.stream("POST", f"{AGENTS}/{agent}/chat", json={"message": "hi", "stream": True}) as stream:
+    with live_client.stream("POST", f"{AGENTS}/{agent}/chat", json={"message": "hi", "stream": True}) as stream:
         lines = stream.iter_lines()
         first = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
-        cut_in = client.post(f"{AGENTS}/{agent}/chat", json={"message": "me too", "conversationId": first["conversationId"]})
+        cut_in = live_client.post(f"{AGENTS}/{agent}/chat", json={"message": "me too", "conversationId": first["conversationId"]})
         rest = list(lines)
     assert cut_in.status_code == 409
     assert any('"done":true' in line for line in rest)
@@ -204,21 +204,21 @@ def test_a_second_request_attaches_to_a_running_stream(client, server, fake_open
     assert len(fake_openai.requests) == 1
 
 
-def test_a_disconnect_with_an_idempotency_key_still_completes_and_stores_the_turn(client, server, raw_redis, fake_openai):  # type: ignore[no-untyped-def]
+def test_a_disconnect_with_an_idempotency_key_still_completes_and_stores_the_turn(live_client, live_server, raw_redis, fake_openai):  # type: ignore[no-untyped-def]
     key = secrets.token_hex(8)
     fake_openai.enqueue(reply("one two three four", chunks=4, gap=0.3))
-    with raw_socket_stream(server, client, {"message": "keep going", "stream": True}, key) as sock:
+    with raw_socket_stream(live_server, live_client, {"message": "keep going", "stream": True}, key) as sock:
         head = sock.recv(65536)
         assert b" 200 " in head.split(b"\r\n")[0]
     # The client left; the turn goes on and is stored.
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
-        _, raw = read_stream_with(client, {"Idempotency-Key": key}, message="keep going")
+        _, raw = read_stream_with(live_client, {"Idempotency-Key": key}, message="keep going")
         if events(raw)[-2].get("done"):
             break
     done = events(raw)[-2]
     assert done["done"] is True
-    assert stored_queries(server, raw_redis, done["conversationId"]) == ["keep going"]
+    assert stored_queries(live_server, raw_redis, done["conversationId"]) == ["keep going"]
     assert fake_openai.closed_streams == []
     assert len(fake_openai.requests) == 1
 
@@ -239,9 +239,9 @@ def test_an_idempotent_retry_on_another_server_process_replays_without_a_model_c
 # --- the stream contract -----------------------------------------------------------------------
 
 
-def test_heartbeats_arrive_on_time_behind_a_silent_model(start_server, fake_openai, provider_key):  # type: ignore[no-untyped-def]
+def test_heartbeats_arrive_on_time_behind_a_silent_model(start_live_server, fake_openai, provider_key):  # type: ignore[no-untyped-def]
     # A model silent for 40 s behind 15 s pings, scaled down 20x: silent 2 s, pings every 0.1 s... .75 s.
-    server = start_server(fake_openai.base_url, ping_seconds=0.25)
+    server = start_live_server(fake_openai.base_url, ping_seconds=0.25)
     fake_openai.enqueue(silent_stream(2.0))
     with server.client(server.key()) as http:
         arrivals = []
