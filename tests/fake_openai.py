@@ -265,6 +265,7 @@ class FakeOpenAI:
         await asyncio.gather(*cut, return_exceptions=True)
         self._queue.clear()
         self.requests.clear()
+        self.embedding_requests.clear()
         self.headers.clear()
         self.closed_streams.clear()
         self.max_in_flight = self.in_flight
