@@ -79,9 +79,11 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture
-def private_ok(start_server, fake_openai, provider_key):  # type: ignore[no-untyped-def]
-    """A server whose fetches may reach 127.0.0.1 (the guard is on in the shipped config)."""
-    return start_server(fake_openai.base_url, knowledge={"allow_private_urls": True})
+def private_ok(start_server, fake_openai, provider_key, key_prefix):  # type: ignore[no-untyped-def]
+    """A server whose fetches may reach 127.0.0.1 (the guard is on in the shipped config), on a
+    prefix of its own: replicas on one store share the ingestion jobs, and the suite's other
+    servers (guard on) would take its jobs and refuse the fetches."""
+    return start_server(fake_openai.base_url, knowledge={"allow_private_urls": True}, prefix=f"{key_prefix}-fetch")
 
 
 def new_agent(http) -> str:  # type: ignore[no-untyped-def]
@@ -141,8 +143,9 @@ def test_a_job_whose_replica_is_killed_mid_fetch_is_finished_by_another(
     config = config.replace('file = "chatspark/seed/', f'file = "{ROOT}/chatspark/seed/')
     path = tmp_path / "config.toml"
     path.write_text(config)
-    first = spawn_server(fake_openai.base_url, CHATSPARK_CONFIG=str(path))
-    key = put_key(redis_url, key_prefix)
+    prefix = f"{key_prefix}-crash"  # its own job stream (see private_ok)
+    first = spawn_server(fake_openai.base_url, CHATSPARK_CONFIG=str(path), CHATSPARK_REDIS_PREFIX=prefix)
+    key = put_key(redis_url, prefix)
     with first.client(key) as http:
         agent = new_agent(http)
         clean = http.post(f"{agent}/training", json={"source": "clean", "type": "website", "url": f"{site.url}/"})
@@ -153,7 +156,7 @@ def test_a_job_whose_replica_is_killed_mid_fetch_is_finished_by_another(
     assert site.held.wait(30), "the job never reached the held page"
     os.kill(first.process.pid, signal.SIGKILL)  # mid-fetch: the job is claimed and unacknowledged
     first.process.wait(10)
-    second = spawn_server(fake_openai.base_url, CHATSPARK_CONFIG=str(path))
+    second = spawn_server(fake_openai.base_url, CHATSPARK_CONFIG=str(path), CHATSPARK_REDIS_PREFIX=prefix)
     site.hold.set()
     with second.client(key) as http:
         done = wait_until_done(http, agent, crashed.json()["source"]["id"], timeout=60)

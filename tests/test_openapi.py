@@ -52,8 +52,9 @@ def test_served_document_is_the_generated_one_without_auth(server: InProcessServ
     assert second.content == first.content
 
 
-def test_an_agent_model_must_name_a_configured_model(server: RunningServer) -> None:
-    served = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()
+def test_an_agent_model_must_name_a_configured_model(server: InProcessServer) -> None:
+    with server.client() as http:
+        served = http.get("/openapi.json").json()
     model = served["components"]["schemas"]["AgentChanges"]["properties"]["model"]
     assert model == {"anyOf": [{"enum": list(server.config.models)}, {"type": "null"}]}
     with server.client(server.key()) as http:

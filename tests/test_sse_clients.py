@@ -57,9 +57,9 @@ def assert_one_whole_answer(datas: list[str]) -> None:
     assert "".join(p["delta"] for p in payloads[:-1]) == WORDS
 
 
-def test_browser_clients_get_every_delta_and_no_empty_message(start_server, fake_openai, provider_key, node):  # type: ignore[no-untyped-def]
+def test_browser_clients_get_every_delta_and_no_empty_message(start_live_server, fake_openai, provider_key, node):  # type: ignore[no-untyped-def]
     # Pings far more often than the model speaks: the opening one and several between deltas.
-    server = start_server(fake_openai.base_url, ping_seconds=0.05)
+    server = start_live_server(fake_openai.base_url, ping_seconds=0.05)
     fake_openai.enqueue(reply(WORDS, gap=0.15), reply(WORDS, gap=0.15))
     seen = read_with_browser_clients(node, server.base_url, server.key())
 
