@@ -182,3 +182,26 @@ def put_key(redis_url: str, prefix: str) -> str:
 
     asyncio.run(put())
     return plain
+
+
+def test_an_accepted_job_survives_a_redis_restart(start_server, fake_openai, provider_key, site):  # type: ignore[no-untyped-def]
+    from tests.faults.harness import PrivateRedis  # append-only, fsync always: a SIGKILL keeps what it acknowledged
+
+    redis = PrivateRedis().start()
+    try:
+        server = start_server(
+            fake_openai.base_url, store_url=redis.url, knowledge={"allow_private_urls": True, "claim_idle_seconds": 1}
+        )
+        with server.client(server.key()) as http:
+            agent = new_agent(http)
+            site.hold.clear()
+            added = http.post(f"{agent}/training", json={"source": "install", "type": "page", "url": f"{site.url}/install"})
+            assert added.status_code == 201
+            assert site.held.wait(30), "the job never reached the held page"
+            redis.kill()  # mid-job: the job is delivered, not acknowledged
+            redis.restart()
+            site.hold.set()
+            done = wait_until_done(http, agent, added.json()["source"]["id"], timeout=60)
+        assert done["status"] == "completed" and done["dataCount"] >= 1
+    finally:
+        redis.stop()
