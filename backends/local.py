@@ -66,7 +66,8 @@ def _terms(text: str, vocabulary: tuple[str, ...] = ()) -> list[str]:
         if vocabulary and len(stem) >= 5 and stem not in vocabulary:
             # Only longer words: in short ones a one-letter difference makes too many false hits.
             close = difflib.get_close_matches(stem, vocabulary, n=1, cutoff=0.8)
-            stem = close[0] if close else stem
+            # A typo keeps its first letter; a prefix does not ("unopened" is not "opened").
+            stem = close[0] if close and close[0][0] == stem[0] else stem
         terms.append(_SYNONYMS.get(stem, stem))
     return terms
 

@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from backends import load_backend
-from backends.base import Completion, FaqEntry, Message, ModelCall, ModelSettings, TokenUsage
+from backends.base import Completion, Excerpt, FaqEntry, Message, ModelCall, ModelSettings, TokenUsage
 from backends.local import DEFAULT_NO_ANSWER
 
 HOURS = "We are open Monday to Friday, 9:00 to 17:00 CET."
@@ -115,3 +116,17 @@ def test_the_local_backend_does_not_need_litellm() -> None:
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.anyio
+async def test_a_word_with_a_prefix_is_not_taken_for_a_typo_of_a_faq_word() -> None:
+    # "unopened" is ratio 0.8 from "open": typo matching must not send a returns question to the hours FAQ.
+    assert (await complete(call("Can I return unopened hardware?"))).text == NO_ANSWER
+
+
+@pytest.mark.anyio
+async def test_without_a_faq_match_the_best_passage_answers_extractively() -> None:
+    excerpt = Excerpt("# Returns\nUnopened hardware can be returned\nwithin 60 days. Opened items cannot.", "Help", 0.9)
+    answer = await complete(msgspec.structs.replace(call("Can I return unopened hardware?"), excerpts=(excerpt,)))
+    # Wrapped lines read as prose; the heading is not quoted.
+    assert answer.text.startswith("Unopened hardware can be returned within 60 days.") and "#" not in answer.text
