@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from backends.litellm_setup import litellm  # offline and quiet: set up once, there
+from backends.litellm_setup import exception_chain, litellm  # offline and quiet: set up once, there
 from litellm.exceptions import (
     APIConnectionError,
     ContextWindowExceededError,
@@ -151,22 +151,13 @@ class _EmptyStream(Exception):
     """A stream that ended without a single content delta or usage report."""
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
-    return chain
-
-
 def _map_error(exc: Exception, model: ModelSettings, *, mid_stream: bool = False) -> BackendError:
     """A litellm/openai/httpx failure as our error. Messages name the model and the kind of failure
     only: provider error texts can quote the prompt or a masked key."""
     name = model.name
     if isinstance(exc, _EmptyStream):
         return ProviderError(f"model {name}: the provider's stream carried no answer (not an event stream?)")
-    chain = _causes(exc)
+    chain = exception_chain(exc)
     if any(isinstance(e, Timeout | httpx.TimeoutException) for e in chain):
         return ProviderTimeout(f"model {name}: the provider did not answer within {model.timeout_seconds:g} s")
     if isinstance(exc, ContextWindowExceededError):

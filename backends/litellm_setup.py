@@ -29,4 +29,17 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
     logging.getLogger(_name).handlers.clear()
     logging.getLogger(_name).setLevel(logging.ERROR)
 
-__all__ = ["litellm"]
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, litellm's wrapped `original_exception` included: what a failure is
+    (timeout, refused connection) is often only said deep down."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
+    return chain
+
+
+__all__ = ["exception_chain", "litellm"]

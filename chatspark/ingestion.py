@@ -46,7 +46,6 @@ class Ingestion:
         self.config = config
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._running: dict[str, Job] = {}
-        self.jobs_done = 0
 
     async def run(self) -> None:
         """Forever (cancelled at shutdown: an unfinished job is taken over by another replica)."""
@@ -122,7 +121,6 @@ class Ingestion:
             if finished:
                 try:
                     await knowledge.finish(job)
-                    self.jobs_done += 1
                 except StoreUnavailable:
                     pass  # done already; a later claim finds it stale and only acknowledges it
 

@@ -17,7 +17,7 @@ import anyio
 import httpx
 import numpy as np
 
-from backends.litellm_setup import litellm  # offline and quiet: set up once, there
+from backends.litellm_setup import exception_chain, litellm  # offline and quiet: set up once, there
 from litellm.exceptions import APIConnectionError, Timeout
 
 from backends.embedders.base import EmbedderSettings, EmbeddingError
@@ -113,20 +113,11 @@ def _field(item: Any, name: str) -> Any:
     return item[name] if isinstance(item, dict) else getattr(item, name)
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
-    return chain
-
-
 def _map_error(exc: Exception, settings: EmbedderSettings) -> EmbeddingError:
     """A litellm/openai/httpx failure as an EmbeddingError. Messages name the embedder and the kind
     of failure only: provider error texts can quote the input or a masked key."""
     name = settings.name
-    chain = _causes(exc)
+    chain = exception_chain(exc)
     if any(isinstance(e, Timeout | httpx.TimeoutException) for e in chain):
         return EmbeddingError(f"embedder {name}: the provider did not answer within {settings.timeout_seconds:g} s")
     if any(isinstance(e, ConnectionRefusedError | socket.gaierror | httpx.ConnectError) for e in chain):
