@@ -5,7 +5,7 @@ backends' plain exceptions to them. Data only: no HTTP framework here (`api/http
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType

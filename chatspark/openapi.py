@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from chatspark import errors
-from chatspark.errors import ERROR_STATUS, ErrorEnvelope
+from chatspark.errors import ERROR_STATUS, ErrorEnvelope  # ERROR_STATUS: also read by the tests from here
 from chatspark.agents import AgentChanges
 from chatspark.schemas import (
     AddSource,

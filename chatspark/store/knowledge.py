@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from chatspark.store import scripts
-from chatspark.store.connection import Connection, ScriptCall
+from chatspark.store.connection import Connection
 from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.layout import IDEMPOTENCY_SECONDS, Layout
 
