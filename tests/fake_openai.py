@@ -42,7 +42,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,11 +252,22 @@ class FakeOpenAI:
             task = asyncio.current_task()
             assert task is not None
             self._answering.add(task)
+            answered = False
+
+            def done_answering() -> None:
+                # Called as soon as the answer is written: the wait for the disconnect watcher
+                # that follows yields to the loop, which may already read the client's next
+                # request, and that must not count as two answered at once.
+                nonlocal answered
+                if not answered:
+                    answered = True
+                    self._answering.discard(task)
+                    self.in_flight -= 1
+
             try:
-                leftover = await self._respond(reader, writer, body, behaviour, embeddings=embeddings)
+                leftover = await self._respond(reader, writer, body, behaviour, done_answering, embeddings=embeddings)
             finally:
-                self._answering.discard(task)
-                self.in_flight -= 1
+                done_answering()
 
     async def _reset(self) -> None:
         cut = list(self._answering)
@@ -272,7 +283,7 @@ class FakeOpenAI:
 
     async def _respond(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any], b: Behaviour,
-        *, embeddings: bool = False,
+        answered: Callable[[], None], *, embeddings: bool = False,
     ) -> bytes:
         """Answer one request; returns any bytes of the next request read meanwhile."""
         # While we make the client wait, watch for it hanging up (as a timed-out or closed client does).
@@ -300,6 +311,7 @@ class FakeOpenAI:
         finally:
             if watcher is not None and not watcher.done():
                 watcher.cancel()
+        answered()
         if watcher is not None:
             await asyncio.wait({watcher})  # a cancelled read finishes on the next loop turn
         if watcher is None or watcher.cancelled():
