@@ -113,8 +113,9 @@ class Leads:
         `idempotency_key` (scoped per `caller`: the API key's id, or the widget's visitor) a repeat
         answers the first lead (`replayed`), another body is an IdempotencyConflict.
 
-        Raises AgentNotFound, ValidationFailed (details name each field), ResourceNotFound (no such
-        conversation), IdempotencyConflict."""
+        Raises AgentNotFound (also when the agent was deleted while this ran: the lead is not kept),
+        ValidationFailed (details name each field), ResourceNotFound (no such conversation),
+        IdempotencyConflict. The widget's endpoint checks the visitor and the origin; this the rest."""
         checked = _checked(fields)
         await self.agents.cached(agent_id)
         if conversation_id is not None:
