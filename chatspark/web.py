@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
+from chatspark.api import leads as leads_api
 from chatspark.api import training as training_api
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
@@ -32,6 +33,7 @@ from chatspark.embeddings import EmbedderRouter
 from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.ingestion import Ingestion
 from chatspark.knowledge.retrieval import Retriever
+from chatspark.leads import Leads
 from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
@@ -51,6 +53,7 @@ DEV_KEY_FILE = Path(".chatspark-dev-key")
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
+LEADS = "/api/v1/agents/{agent_id}/leads"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -84,6 +87,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 cursors=cursors,
                 idempotent_turns=IdempotentTurns(turns, store.journal, leases, turns_group),
                 training=Training(store, cursors, config.knowledge),
+                leads=Leads(store, cursors, agents),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -123,6 +127,8 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
             _resource(TRAINING, GET=training_api.list_sources, POST=training_api.add_source),
             _resource(f"{TRAINING}/{{training_id}}", GET=training_api.get_source, DELETE=training_api.delete_source),
+            _resource(LEADS, GET=leads_api.list_leads, POST=leads_api.create_lead),
+            _resource(f"{LEADS}/{{lead_id}}", DELETE=leads_api.delete_lead),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,

@@ -12,6 +12,7 @@
 | `credits.py`     | monthly credits held and charged per key                              |
 | `agents.py`      | agents, their index and idempotent creation                           |
 | `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
+| `leads.py`       | an agent's leads, their list, idempotent creation, per-day counts     |
 | `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
 """
 
@@ -33,6 +34,7 @@ from chatspark.store.journal import TurnJournal
 from chatspark.store.keys import KeyStore
 from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import Layout
+from chatspark.store.leads import LeadStore
 from chatspark.store.leases import Lease, LeaseStore
 
 log = logging.getLogger("chatspark.store")
@@ -55,7 +57,8 @@ class Store:
         self.keys = KeyStore(redis, layout)
         self.credits = CreditStore(redis, layout)
         self.knowledge = KnowledgeStore(redis, layout)
-        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge)
+        self.leads = LeadStore(redis, layout)
+        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads)
 
     @property
     def embedded(self) -> bool:
