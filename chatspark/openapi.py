@@ -13,6 +13,7 @@ from chatspark.errors import ERROR_STATUS, ErrorEnvelope  # ERROR_STATUS: also r
 from chatspark.agents import AgentChanges
 from chatspark.leads import LeadEnvelope, LeadsPage, NewLead
 from chatspark.schemas import (
+    NON_SPACE_PATTERN,
     AddSource,
     AgentEnvelope,
     AgentsPage,
@@ -369,7 +370,7 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
 def _chat_request_schema(components: dict[str, Any], max_message_chars: int) -> None:
     """What `ChatRequest`'s type cannot say: a message with a non-space character, within the limit."""
     message = components["ChatRequest"]["properties"]["message"]
-    message.update(minLength=1, maxLength=max_message_chars, pattern="\\S")
+    message.update(minLength=1, maxLength=max_message_chars, pattern=NON_SPACE_PATTERN)
 
 
 def _agent_changes_schema(components: dict[str, Any], models: tuple[str, ...]) -> None:

@@ -29,7 +29,7 @@ from chatspark.knowledge.retrieval import Grounding, Retriever
 from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
 from chatspark.prompt import PromptWindow, build_prompt
-from chatspark.schemas import ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone
+from chatspark.schemas import NON_SPACE, ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone
 from chatspark.store import Store
 from chatspark.store.conversations import StoredTurn
 from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
@@ -251,7 +251,7 @@ class Turns:
         )
 
     def _checked_message(self, message: str) -> str:
-        if not message.strip():
+        if not NON_SPACE.search(message):
             raise errors.ValidationFailed.field("message", "must be a non-empty string")
         limit = self.config.server.max_message_chars
         if len(message) > limit:

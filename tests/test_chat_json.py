@@ -127,6 +127,10 @@ def test_an_expired_conversation_is_not_found(client, server, raw_redis):  # typ
         ({}, "message"),
         ({"message": ""}, "message"),
         ({"message": "   \n\t"}, "message"),
+        # Space to Python only (U+001D), to JSON Schema's ECMAScript only (U+FEFF): both refused,
+        # as the published pattern says (a fuzzer once expected "\x1d" to be accepted).
+        ({"message": "\x1d \u0085"}, "message"),
+        ({"message": "\ufeff\u3000"}, "message"),
         ({"message": 5}, "message"),
         ({"message": None}, "message"),
         ({"message": "x" * 32_001}, "message"),
@@ -145,6 +149,14 @@ def test_invalid_bodies_name_the_bad_field(client, body, field):  # type: ignore
     assert error["code"] == "VALIDATION_ERROR"
     assert field in error["details"]["fields"], error
     assert all(isinstance(p, str) and p for p in error["details"]["fields"][field])
+
+
+def test_the_published_message_pattern_is_the_servers_rule(client):  # type: ignore[no-untyped-def]
+    pattern = client.get("/openapi.json").json()["components"]["schemas"]["ChatRequest"]["properties"]["message"]["pattern"]
+    for text in ("\x1d", "\ufeff", " \u2028\t"):
+        assert not re.search(pattern, text)
+        assert client.post("/api/v1/agents/1/chat", json={"message": text}).status_code == 400
+    assert re.search(pattern, "\u200bhi") and client.post("/api/v1/agents/1/chat", json={"message": "hi"}).status_code == 200
 
 
 @pytest.mark.parametrize(
