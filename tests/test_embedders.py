@@ -73,6 +73,12 @@ def test_batching_does_not_change_the_vectors() -> None:
     np.testing.assert_array_equal(embed(offline(batch_size=5), texts), embed(offline(batch_size=64), texts))
 
 
+def test_a_lone_surrogate_is_embedded_as_a_replacement_character() -> None:
+    # JSON may carry "\udaf5" alone; the tokenizer takes only valid UTF-8 (a 500 found by the fuzz test).
+    vectors = embed(offline(), ["refund \udaf5 please", "refund ? please"])
+    assert_unit_rows(vectors, 2, 256)
+
+
 def test_no_texts_give_an_empty_array_and_an_empty_text_gives_zeros() -> None:
     assert embed(offline(), []).shape == (0, 256)
     vectors = embed(offline(64), ["", "word"])

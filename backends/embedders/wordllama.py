@@ -100,6 +100,8 @@ def load_model(name: str, dimensions: int) -> _Model:
 def embed_batch(model: _Model, texts: list[str]) -> np.ndarray:
     """Mean of each text's token vectors, L2-normalised (blocking). A text without tokens gets zeros."""
     out = np.zeros((len(texts), model.vectors.shape[1]), dtype=np.float32)
+    # A lone surrogate (valid in a Python str, not in UTF-8) would make the tokenizer raise TypeError.
+    texts = [text.encode(errors="replace").decode() for text in texts]
     for row, encoding in enumerate(model.tokenizer.encode_batch(texts, add_special_tokens=False)):
         ids = np.asarray(encoding.ids, dtype=np.intp)
         total = np.zeros(model.vectors.shape[1], dtype=np.float64)
