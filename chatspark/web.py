@@ -18,6 +18,7 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api import training as training_api
+from chatspark.api import widget_assets
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -123,6 +124,10 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
             _resource(TRAINING, GET=training_api.list_sources, POST=training_api.add_source),
             _resource(f"{TRAINING}/{{training_id}}", GET=training_api.get_source, DELETE=training_api.delete_source),
+            # What a browser loads, no auth (widget_assets.PATHS; not in the OpenAPI document).
+            _resource("/widget.js", GET=widget_assets.widget_js),
+            _resource("/demo", GET=widget_assets.demo),
+            _resource("/", GET=widget_assets.root),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
@@ -173,7 +178,8 @@ async def _print_dev_key(store: Store, port: int) -> None:
         f"\n  Dev API key (test mode, every scope, {'still valid, reused' if reused else 'new'}; expires within "
         f"{DEV_KEY_HOURS} h; kept in {DEV_KEY_FILE}):\n\n    {plain}\n\n"
         f"  Try: curl -s localhost:{port}/api/v1/agents/1/chat -H 'Authorization: Bearer {plain}' "
-        "-H 'content-type: application/json' -d '{\"message\": \"When are you open?\"}'\n",
+        "-H 'content-type: application/json' -d '{\"message\": \"When are you open?\"}'\n"
+        f"  Or chat in the widget: http://localhost:{port}/demo\n",
         file=sys.stdout,
         flush=True,
     )
