@@ -18,6 +18,8 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api import training as training_api
+from chatspark.api import widget as widget_api
+from chatspark.api.cors import preflight
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -42,6 +44,8 @@ from chatspark.store import Store, open_store, safe_url
 from chatspark.store.errors import StoreUnavailable
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.visitors import Visitors
+from chatspark.widget_limits import WidgetLimits
 
 log = logging.getLogger("chatspark")
 
@@ -51,6 +55,7 @@ DEV_KEY_FILE = Path(".chatspark-dev-key")
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
+WIDGET = "/api/v1/widget/{agent_id}"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -84,6 +89,8 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 cursors=cursors,
                 idempotent_turns=IdempotentTurns(turns, store.journal, leases, turns_group),
                 training=Training(store, cursors, config.knowledge),
+                visitors=Visitors(store.visitor_secret, config.widget.visitor_token_days),
+                widget_limits=WidgetLimits(store, config.widget),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -123,6 +130,11 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
             _resource(TRAINING, GET=training_api.list_sources, POST=training_api.add_source),
             _resource(f"{TRAINING}/{{training_id}}", GET=training_api.get_source, DELETE=training_api.delete_source),
+            # Browsers, without a key: each path answers its CORS preflight.
+            _resource(f"{WIDGET}/session", POST=widget_api.session, OPTIONS=preflight),
+            _resource(f"{WIDGET}/chat", POST=widget_api.chat, OPTIONS=preflight),
+            _resource(f"{WIDGET}/conversations/{{conversation_id}}/messages", GET=widget_api.list_messages,
+                      OPTIONS=preflight),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
