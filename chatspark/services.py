@@ -13,6 +13,8 @@ from chatspark.pagination import Cursors
 from chatspark.store import Store
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.visitors import Visitors
+from chatspark.widget_limits import WidgetLimits
 
 
 class Services(msgspec.Struct, kw_only=True):
@@ -25,3 +27,5 @@ class Services(msgspec.Struct, kw_only=True):
     cursors: Cursors
     idempotent_turns: IdempotentTurns
     training: Training
+    visitors: Visitors
+    widget_limits: WidgetLimits

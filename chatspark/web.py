@@ -19,6 +19,8 @@ from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api import training as training_api
 from chatspark.api import widget_assets
+from chatspark.api import widget as widget_api
+from chatspark.api.cors import preflight
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -43,6 +45,8 @@ from chatspark.store import Store, open_store, safe_url
 from chatspark.store.errors import StoreUnavailable
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.visitors import Visitors
+from chatspark.widget_limits import WidgetLimits
 
 log = logging.getLogger("chatspark")
 
@@ -52,6 +56,7 @@ DEV_KEY_FILE = Path(".chatspark-dev-key")
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
+WIDGET = "/api/v1/widget/{agent_id}"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -85,6 +90,8 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 cursors=cursors,
                 idempotent_turns=IdempotentTurns(turns, store.journal, leases, turns_group),
                 training=Training(store, cursors, config.knowledge),
+                visitors=Visitors(store.visitor_secret, config.widget.visitor_token_days),
+                widget_limits=WidgetLimits(store, config.widget),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -128,6 +135,11 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource("/widget.js", GET=widget_assets.widget_js),
             _resource("/demo", GET=widget_assets.demo),
             _resource("/", GET=widget_assets.root),
+            # Browsers, without a key: each path answers its CORS preflight.
+            _resource(f"{WIDGET}/session", POST=widget_api.session, OPTIONS=preflight),
+            _resource(f"{WIDGET}/chat", POST=widget_api.chat, OPTIONS=preflight),
+            _resource(f"{WIDGET}/conversations/{{conversation_id}}/messages", GET=widget_api.list_messages,
+                      OPTIONS=preflight),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
