@@ -18,8 +18,8 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api import training as training_api
-from chatspark.api import widget_assets
 from chatspark.api import widget as widget_api
+from chatspark.api import widget_assets
 from chatspark.api.cors import preflight
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS

@@ -169,7 +169,7 @@
 
   // ---- styles -------------------------------------------------------------------------------
 
-  var CSS = [
+  var STYLES = [
     ":host{all:initial}",
     "*{box-sizing:border-box}",
     ".root{--cs-primary:#2563eb;--cs-on-primary:#fff;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1f2328}",
@@ -279,10 +279,10 @@
     var self = this;
     if (shadow.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
       var sheet = new CSSStyleSheet();
-      sheet.replaceSync(CSS); // not inline <style>: pages with a strict style-src CSP keep working
+      sheet.replaceSync(STYLES); // not inline <style>: pages with a strict style-src CSP keep working
       shadow.adoptedStyleSheets = [sheet];
     } else {
-      shadow.appendChild(el("style", { text: CSS }));
+      shadow.appendChild(el("style", { text: STYLES }));
     }
     this.root = shadow.appendChild(el("div", { className: "root" }));
     this.launcher = el("button", {
@@ -662,7 +662,9 @@
     form.appendChild(el("h3", { id: "cs-form-title", text: String(action.label || "Contact us") }));
     fields.forEach(function (field, index) {
       var key = String(field.key);
-      var type = FIELD_TYPES[field.type] ? field.type : key === "email" ? "email" : key === "phone" ? "tel" : key === "message" ? "textarea" : "text";
+      // "text" is the service's default type: a lead field's key then says more.
+      var type = FIELD_TYPES[field.type] && field.type !== "text" ? field.type :
+        key === "email" ? "email" : key === "phone" ? "tel" : key === "message" ? "textarea" : "text";
       var id = "cs-field-" + index;
       var control = type === "textarea" ? el("textarea", { id: id, rows: "3" }) : el("input", { id: id, type: type });
       control.name = key;
