@@ -77,6 +77,11 @@ def test_bearer_auth_on_every_operation_but_health_and_the_document() -> None:
             if (method.upper(), path) in PUBLIC:
                 assert op["security"] == [], path
                 assert "401" not in op["responses"], path
+            elif path.startswith("/api/v1/widget/"):
+                # Browsers: never a key; the origin rule answers 403 to anyone else.
+                assert op["security"] == [], path
+                assert any(p["name"] == "Origin" and p["required"] for p in op["parameters"]), (method, path)
+                assert "403" in op["responses"], (method, path)
             else:
                 assert "security" not in op, path  # inherits the document's bearer requirement
                 assert {"401", "403", "429", "500", "503"} <= set(op["responses"]), (method, path)
@@ -169,6 +174,7 @@ def test_chat_create_agent_and_add_source_take_an_idempotency_key() -> None:
     }
     assert with_key == {
         ("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents"), ("POST", "/api/v1/agents/{agent_id}/training"),
+        ("POST", "/api/v1/widget/{agent_id}/chat"),
     }
 
 
