@@ -11,6 +11,7 @@ import msgspec
 from chatspark import errors
 from chatspark.errors import ERROR_STATUS, ErrorEnvelope  # ERROR_STATUS: also read by the tests from here
 from chatspark.agents import AgentChanges
+from chatspark.leads import LeadEnvelope, LeadsPage, NewLead
 from chatspark.schemas import (
     AddSource,
     AgentEnvelope,
@@ -76,6 +77,7 @@ class Operation:
     paged: bool = False  # takes `limit` and `cursor`
     idempotent: bool = False  # honours `Idempotency-Key`
     required: tuple[str, ...] = ()  # body fields this operation requires beyond the type's own
+    one_of_required: tuple[str, ...] = ()  # body fields of which at least one must be a string
     links: tuple[Link, ...] = ()  # where the ids and cursors of its success answer lead
     also: tuple[tuple[int, str], ...] = ()  # other success statuses with the same body: (status, when)
     widget: bool = False  # a browser's call: no key; an allowed `Origin`, answered with the CORS grant
@@ -90,10 +92,13 @@ MESSAGES = f"{CONVERSATION}/messages"
 FEEDBACK = f"{MESSAGES}/{{message_id}}/feedback"
 TRAINING = f"{AGENT}/training"
 SOURCE = f"{TRAINING}/{{training_id}}"
+LEADS = f"{AGENT}/leads"
+LEAD = f"{LEADS}/{{lead_id}}"
 WIDGET = "/api/v1/widget/{agent_id}"
 WIDGET_SESSION = f"{WIDGET}/session"
 WIDGET_CHAT = f"{WIDGET}/chat"
 WIDGET_MESSAGES = f"{WIDGET}/conversations/{{conversation_id}}/messages"
+WIDGET_LEADS = f"{WIDGET}/leads"
 # Errors every widget call can answer: the origin rule (403, and 404 for an unknown agent), the
 # client address's limit, the store.
 _WIDGET = (errors.AgentAccessDenied, errors.AgentNotFound, errors.RateLimitExceeded, errors.ServiceUnavailable,
@@ -189,6 +194,17 @@ OPERATIONS: tuple[Operation, ...] = (
               failures=_ON_AGENT),
     Operation("delete", SOURCE, "Delete a training source: its content stops answering at once.", None,
               status=204, scope="training", failures=_ON_AGENT),
+    Operation("get", LEADS, "The agent's leads, newest first.", LeadsPage, scope="leads", paged=True,
+              failures=_ON_AGENT + (errors.ValidationFailed,),
+              links=(Link("NextPage", "get", LEADS, (_SAME_AGENT, _NEXT_CURSOR)),
+                     Link("DeleteLead", "delete", LEAD, (_SAME_AGENT, ("lead_id", "$response.body#/leads/0/id"))))),
+    Operation("post", LEADS, "Capture a lead: at least an `email` or a `phone`; a `conversationId` must be one of "
+              "this agent's stored conversations (else 404).", LeadEnvelope, status=201, scope="leads", body=NewLead,
+              idempotent=True, one_of_required=("email", "phone"),
+              failures=_ON_AGENT + _WITH_BODY + (errors.IdempotencyConflict,),
+              links=(Link("DeleteLead", "delete", LEAD, (_SAME_AGENT, ("lead_id", "$response.body#/lead/id"))),)),
+    Operation("delete", LEAD, "Erase a lead: its data leaves the store.", None, status=204, scope="leads",
+              failures=_ON_AGENT),
     Operation("post", WIDGET_SESSION, "A browser's visitor token and what it may show of the public agent "
               "(optionally a verified user: `userId` + `hash`).", WidgetSession, body=WidgetSessionRequest,
               widget=True, failures=_WIDGET + _WITH_BODY),
@@ -201,9 +217,13 @@ OPERATIONS: tuple[Operation, ...] = (
               MessagesPage, paged=True, widget=True, visitor=True,
               failures=_WIDGET + _VISITOR + (errors.ValidationFailed,),
               links=(Link("NextPage", "get", WIDGET_MESSAGES, (_SAME_AGENT, _SAME_CONVERSATION, _NEXT_CURSOR)),)),
+    Operation("post", WIDGET_LEADS, "The widget's form: capture a lead as the server API does (at least an `email` "
+              "or a `phone`); a `conversationId` must be one this visitor started.", LeadEnvelope, status=201,
+              body=NewLead, idempotent=True, one_of_required=("email", "phone"), widget=True, visitor=True,
+              failures=_WIDGET + _VISITOR + _WITH_BODY + (errors.IdempotencyConflict,)),
     *(Operation("options", path, "CORS preflight: 204 with the grant for an allowed origin, else refused.", None,
                 status=204, widget=True, failures=_WIDGET[:2])
-      for path in (WIDGET_SESSION, WIDGET_CHAT, WIDGET_MESSAGES)),
+      for path in (WIDGET_SESSION, WIDGET_CHAT, WIDGET_MESSAGES, WIDGET_LEADS)),
 )
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -218,6 +238,10 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "training_id": {
         "description": "A training source id (from the list or the add answer).",
         "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    },
+    "lead_id": {
+        "description": "A lead id (`lead_…`, from the list or the create answer); any other id is unknown (404).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 128},
     },
     "message_id": {
         "description": "A message id from the conversation's messages.",
@@ -394,6 +418,9 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         schema = refs[op.body]
         if op.required:
             schema = {"allOf": [schema, {"required": list(op.required)}]}
+        if op.one_of_required:
+            present = [{"required": [name], "properties": {name: {"type": "string"}}} for name in op.one_of_required]
+            schema = {"allOf": [schema, {"anyOf": present}]}
         spec["requestBody"] = {"required": True, "content": _json(schema)}
     return spec
 
@@ -423,7 +450,8 @@ def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> d
     types = [
         ChatRequest, ChatResponse, StreamDelta, StreamDone, StreamFailure, Health, AgentsPage, AgentEnvelope,
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
-        SourcesPage, SourceEnvelope, AddSource, ErrorEnvelope, WidgetSessionRequest, WidgetSession, WidgetChatRequest,
+        SourcesPage, SourceEnvelope, AddSource, LeadsPage, LeadEnvelope, NewLead, ErrorEnvelope, WidgetSessionRequest,
+        WidgetSession, WidgetChatRequest,
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)

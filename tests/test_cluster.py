@@ -117,3 +117,22 @@ def test_agents_are_managed_on_a_cluster(cluster_server):  # type: ignore[no-unt
         assert http.delete(f"{AGENTS}/{agent}/conversations/{cid}").status_code == 204
         assert http.delete(f"{AGENTS}/{agent}").status_code == 204
         assert http.get(f"{AGENTS}/{agent}").status_code == 404
+
+
+def test_leads_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
+    with cluster_server.client(cluster_server.key()) as http:
+        agent = http.post(AGENTS, json={"name": "Leads", "model": "local"}).json()["agent"]["id"]
+        cid = http.post(f"{AGENTS}/{agent}/chat", json={"message": "hi"}).json()["conversationId"]
+        key = {"Idempotency-Key": secrets.token_hex(8)}
+        body = {"email": "ann@example.com", "conversationId": cid}
+        first = http.post(f"{AGENTS}/{agent}/leads", json=body, headers=key)
+        assert first.status_code == 201, first.text
+        again = http.post(f"{AGENTS}/{agent}/leads", json=body, headers=key)
+        assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+        second = http.post(f"{AGENTS}/{agent}/leads", json={"phone": "+1 555 0100"})
+        page = http.get(f"{AGENTS}/{agent}/leads", params={"limit": 1}).json()
+        assert [lead["id"] for lead in page["leads"]] == [second.json()["lead"]["id"]]
+        rest = http.get(f"{AGENTS}/{agent}/leads", params={"limit": 1, "cursor": page["nextCursor"]}).json()
+        assert [lead["id"] for lead in rest["leads"]] == [first.json()["lead"]["id"]]
+        assert http.delete(f"{AGENTS}/{agent}/leads/{first.json()['lead']['id']}").status_code == 204
+        assert http.delete(f"{AGENTS}/{agent}").status_code == 204

@@ -81,6 +81,11 @@ def messages(http: httpx.Client, agent: int | str, token: str, cid: str, origin:
                     headers={"origin": origin, "chatspark-visitor": token})
 
 
+def lead(http: httpx.Client, agent: int | str, token: str, origin: str = ORIGIN, **body: Any) -> httpx.Response:
+    headers = {"origin": origin, "chatspark-visitor": token, **body.pop("headers", {})}
+    return http.post(f"/api/v1/widget/{agent}/leads", json={"email": "ada@example.com", **body}, headers=headers)
+
+
 def no_cors(response: httpx.Response) -> bool:
     return not any(name in response.headers for name in CORS_NAMES)
 
@@ -390,10 +395,13 @@ def test_the_visitor_limit_holds_across_two_servers_on_one_redis(redis_url, key_
                 assert limited.headers["access-control-allow-origin"] == ORIGIN  # the widget can read Retry-After
                 assert [r.headers["x-ratelimit-remaining"] for r in answers[:3]] == ["2", "1", "0"]
                 assert chat(a, agent, alice).status_code == 429
-                # Another visitor has a budget of its own; reading does not spend it.
+                # Another visitor has a budget of its own; reading does not spend it, leads do.
                 assert chat(b, agent, bob).status_code == 200
                 cid = answers[0].json()["conversationId"]
                 assert messages(a, agent, alice, cid).status_code == 200
+                assert lead(a, agent, bob).status_code == 201
+                assert chat(b, agent, bob).status_code == 200
+                assert refused(lead(a, agent, bob), 429, "RATE_LIMIT_EXCEEDED")
         finally:
             two.stop()
     finally:
@@ -502,3 +510,34 @@ def test_agent_1_is_public_on_the_demo_origins_and_answers_its_suggestions(brows
     for suggestion in public["suggestedMessages"]:
         answer = chat(browser, "ag_1", token, origin="http://127.0.0.1:8000", message=suggestion).json()
         assert "Sorry, I don't know" not in answer["text"], (suggestion, answer["text"])
+
+
+# --- leads ---------------------------------------------------------------------------------------
+
+
+def test_the_widget_form_captures_a_lead_the_server_api_lists(admin, browser, make_agent):  # type: ignore[no-untyped-def]
+    agent = make_agent()
+    alice, bob = token_of(browser, agent), token_of(browser, agent)
+    cid = chat(browser, agent, alice).json()["conversationId"]
+    captured = lead(browser, agent, alice, name="Ada", companyName="Engines Ltd", conversationId=cid)
+    assert captured.status_code == 201, captured.text
+    assert captured.headers["access-control-allow-origin"] == ORIGIN
+    body = captured.json()["lead"]
+    assert (body["name"], body["email"], body["conversationId"]) == ("Ada", "ada@example.com", cid)
+    listed = admin.get(f"/api/v1/agents/{agent}/leads").json()["leads"]
+    assert [row["id"] for row in listed] == [body["id"]]
+    # Validated as the server API validates; the conversation must be the visitor's own.
+    invalid = lead(browser, agent, alice, email="not-an-address")
+    assert refused(invalid, 400, "VALIDATION_ERROR") and "email" in invalid.json()["error"]["details"]["fields"]
+    assert refused(lead(browser, agent, alice, email=None, phone=None, name="Only a name"), 400, "VALIDATION_ERROR")
+    assert refused(lead(browser, agent, bob, conversationId=cid), 404, "RESOURCE_NOT_FOUND")
+    assert refused(lead(browser, agent, "forged"), 401, "API_KEY_INVALID")
+    elsewhere = lead(browser, agent, alice, origin=OTHER_ORIGIN)
+    assert refused(elsewhere) and no_cors(elsewhere)
+    # An Idempotency-Key replays for the same visitor (a double-clicked submit makes one lead).
+    key = {"idempotency-key": "form-1"}
+    first, again = lead(browser, agent, bob, headers=key), lead(browser, agent, bob, headers=key)
+    assert first.status_code == again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert len(admin.get(f"/api/v1/agents/{agent}/leads").json()["leads"]) == 2
+    # Nothing under the widget reads leads back.
+    assert browser.get(f"/api/v1/widget/{agent}/leads", headers={"origin": ORIGIN, "chatspark-visitor": bob}).status_code == 405
