@@ -23,7 +23,9 @@ VISITOR_HEADER = "chatspark-visitor"
 
 
 async def session(request: Request) -> Response:
-    agent = await _open(request, visitor=None)
+    agent = await public_agent(request)
+    _refuse_server_key(request)
+    await _count(request, None)
     body = await json_body(request, WidgetSessionRequest)
     visitor, token = await services(request).visitors.start(agent, body.visitor_token, body.user_id, body.hash)
     return json_response(WidgetSession(
@@ -77,14 +79,8 @@ async def _visitor_call(request: Request, *, counted: bool) -> tuple[Agent, Visi
     return agent, visitor
 
 
-async def _open(request: Request, visitor: Visitor | None) -> Agent:
-    agent = await public_agent(request)
-    _refuse_server_key(request)
-    await _count(request, visitor)
-    return agent
-
-
 async def _count(request: Request, visitor: Visitor | None) -> None:
+    """Counts the request against its client address (and its visitor); the rate headers follow."""
     address = request.client.host if request.client else "unknown"
     state = await services(request).widget_limits.count(address, visitor)
     response_headers(request).update(rate_headers(state))
