@@ -167,6 +167,23 @@ def test_the_service_own_origin_is_allowed_for_a_public_agent(browser, make_agen
     assert refused(start(browser, agent, origin="https://testserver"))  # another scheme is another origin
 
 
+def test_a_same_origin_get_without_origin_counts_as_the_service_own(browser, make_agent):  # type: ignore[no-untyped-def]
+    """Browsers send no Origin on a same-origin GET, but they send Sec-Fetch-Site: the demo page
+    served by the service reads its messages."""
+    agent = make_agent()
+    token = token_of(browser, agent, origin="http://testserver")
+    cid = chat(browser, agent, token, origin="http://testserver").json()["conversationId"]
+    url = f"/api/v1/widget/{agent}/conversations/{cid}/messages"
+    same_site = browser.get(url, headers={"chatspark-visitor": token, "sec-fetch-site": "same-origin"})
+    assert same_site.status_code == 200 and len(same_site.json()["messages"]) == 2
+    for other in ("cross-site", "same-site", "none"):
+        answer = browser.get(url, headers={"chatspark-visitor": token, "sec-fetch-site": other})
+        assert refused(answer) and no_cors(answer), other
+    # With an Origin, the Origin decides.
+    assert refused(browser.get(url, headers={"chatspark-visitor": token, "sec-fetch-site": "same-origin",
+                                             "origin": OTHER_ORIGIN}))
+
+
 # --- the session -------------------------------------------------------------------------------
 
 
