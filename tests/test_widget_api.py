@@ -5,6 +5,8 @@ agent's widget cap, and answers through the native turn (JSON, stream, Idempoten
 from __future__ import annotations
 
 import secrets
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -115,6 +117,30 @@ def test_a_call_without_origin_or_from_another_origin_is_refused_server_side(bro
     # Two Origin headers are not one allowed origin.
     doubled = browser.post(f"{base}/session", json={}, headers=[("origin", ORIGIN), ("origin", ORIGIN)])
     assert refused(doubled) and no_cors(doubled)
+
+
+def test_curl_without_origin_or_with_a_wrong_one_gets_403_and_no_cors_headers(live_server_widget):  # type: ignore[no-untyped-def]
+    """The server refuses, not only the browser: curl (no Origin unless told) against real uvicorn."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    server, agent = live_server_widget
+    url = f"{server.base_url}/api/v1/widget/{agent}/session"
+
+    def run(*args: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        done = subprocess.run([curl, "-s", "-i", "-X", "POST", url, "-H", "content-type: application/json",
+                               "-d", "{}", *args], capture_output=True, text=True, timeout=30, check=True)
+        head, _, body = done.stdout.partition("\n\n")  # (text mode reads CRLF as LF)
+        status = int(head.split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.splitlines()[1:])}
+        return status, headers, msgspec.json.decode(body) if body else {}
+
+    for args in ((), ("-H", f"Origin: {OTHER_ORIGIN}")):
+        status, headers, body = run(*args)
+        assert status == 403 and body["error"]["code"] == "AGENT_ACCESS_DENIED", (args, status, body)
+        assert not any(name.startswith("access-control-") for name in headers), headers
+    status, headers, body = run("-H", f"Origin: {ORIGIN}")
+    assert status == 200 and headers["access-control-allow-origin"] == ORIGIN and body["visitorToken"]
 
 
 def test_an_allowed_origin_gets_the_grant_on_every_answer_errors_included(browser, make_agent):  # type: ignore[no-untyped-def]
