@@ -8,6 +8,7 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.config import Config
 from chatspark.conversations import Conversations
 from chatspark.idempotent_turns import IdempotentTurns
+from chatspark.leads import Leads
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.store import Store
@@ -29,3 +30,4 @@ class Services(msgspec.Struct, kw_only=True):
     training: Training
     visitors: Visitors
     widget_limits: WidgetLimits
+    leads: Leads

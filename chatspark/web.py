@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
+from chatspark.api import leads as leads_api
 from chatspark.api import training as training_api
 from chatspark.api import widget as widget_api
 from chatspark.api import widget_assets
@@ -35,6 +36,7 @@ from chatspark.embeddings import EmbedderRouter
 from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.ingestion import Ingestion
 from chatspark.knowledge.retrieval import Retriever
+from chatspark.leads import Leads
 from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
@@ -57,6 +59,7 @@ Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
 WIDGET = "/api/v1/widget/{agent_id}"
+LEADS = "/api/v1/agents/{agent_id}/leads"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -92,6 +95,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 training=Training(store, cursors, config.knowledge),
                 visitors=Visitors(store.visitor_secret, config.widget.visitor_token_days),
                 widget_limits=WidgetLimits(store, config.widget),
+                leads=Leads(store, cursors, agents),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -140,6 +144,9 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{WIDGET}/chat", POST=widget_api.chat, OPTIONS=preflight),
             _resource(f"{WIDGET}/conversations/{{conversation_id}}/messages", GET=widget_api.list_messages,
                       OPTIONS=preflight),
+            _resource(f"{WIDGET}/leads", POST=widget_api.create_lead, OPTIONS=preflight),
+            _resource(LEADS, GET=leads_api.list_leads, POST=leads_api.create_lead),
+            _resource(f"{LEADS}/{{lead_id}}", DELETE=leads_api.delete_lead),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,

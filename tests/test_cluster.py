@@ -117,3 +117,48 @@ def test_agents_are_managed_on_a_cluster(cluster_server):  # type: ignore[no-unt
         assert http.delete(f"{AGENTS}/{agent}/conversations/{cid}").status_code == 204
         assert http.delete(f"{AGENTS}/{agent}").status_code == 204
         assert http.get(f"{AGENTS}/{agent}").status_code == 404
+
+
+def test_leads_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
+    with cluster_server.client(cluster_server.key()) as http:
+        agent = http.post(AGENTS, json={"name": "Leads", "model": "local"}).json()["agent"]["id"]
+        cid = http.post(f"{AGENTS}/{agent}/chat", json={"message": "hi"}).json()["conversationId"]
+        key = {"Idempotency-Key": secrets.token_hex(8)}
+        body = {"email": "ann@example.com", "conversationId": cid}
+        first = http.post(f"{AGENTS}/{agent}/leads", json=body, headers=key)
+        assert first.status_code == 201, first.text
+        again = http.post(f"{AGENTS}/{agent}/leads", json=body, headers=key)
+        assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+        second = http.post(f"{AGENTS}/{agent}/leads", json={"phone": "+1 555 0100"})
+        page = http.get(f"{AGENTS}/{agent}/leads", params={"limit": 1}).json()
+        assert [lead["id"] for lead in page["leads"]] == [second.json()["lead"]["id"]]
+        rest = http.get(f"{AGENTS}/{agent}/leads", params={"limit": 1, "cursor": page["nextCursor"]}).json()
+        assert [lead["id"] for lead in rest["leads"]] == [first.json()["lead"]["id"]]
+        assert http.delete(f"{AGENTS}/{agent}/leads/{first.json()['lead']['id']}").status_code == 204
+        assert http.delete(f"{AGENTS}/{agent}").status_code == 204
+
+
+def test_the_widget_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
+    """Visitor and address limits (two logs in two slots), the agent's widget cap, a widget turn
+    streamed and continued, its messages and a lead."""
+    origin = {"origin": "https://shop.example"}
+    with cluster_server.client(cluster_server.key()) as http:
+        agent = http.post(AGENTS, json={"name": "Widget", "model": "local", "allowedOrigins": [origin["origin"]],
+                                        "widgetMonthlyCap": 3}).json()["agent"]["id"]
+    with cluster_server.client() as browser:
+        base = f"/api/v1/widget/{agent}"
+        session = browser.post(f"{base}/session", json={}, headers=origin)
+        assert session.status_code == 200, session.text
+        visitor = {**origin, "chatspark-visitor": session.json()["visitorToken"]}
+        first = browser.post(f"{base}/chat", json={"message": "hi", "stream": True}, headers=visitor)
+        assert '"done":true' in first.text and first.headers["access-control-allow-origin"] == origin["origin"]
+        cid = first.text.split('"conversationId":"')[1].split('"')[0]
+        second = browser.post(f"{base}/chat", json={"message": "again", "conversationId": cid}, headers=visitor)
+        assert second.status_code == 200, second.text
+        rows = browser.get(f"{base}/conversations/{cid}/messages", headers=visitor).json()["messages"]
+        assert [r["content"] for r in rows if r["role"] == "user"] == ["hi", "again"]
+        lead = browser.post(f"{base}/leads", json={"email": "ann@example.com", "conversationId": cid}, headers=visitor)
+        assert lead.status_code == 201, lead.text
+        assert browser.post(f"{base}/chat", json={"message": "three"}, headers=visitor).status_code == 200
+        capped = browser.post(f"{base}/chat", json={"message": "four"}, headers=visitor)
+        assert capped.status_code == 402 and capped.json()["error"]["code"] == "CREDITS_EXHAUSTED"

@@ -78,6 +78,11 @@ def test_bearer_auth_on_every_operation_but_health_and_the_document() -> None:
             if (method.upper(), path) in PUBLIC:
                 assert op["security"] == [], path
                 assert "401" not in op["responses"], path
+            elif path.startswith("/api/v1/widget/"):
+                # Browsers: never a key; the origin rule answers 403 to anyone else.
+                assert op["security"] == [], path
+                assert any(p["name"] == "Origin" and p["required"] for p in op["parameters"]), (method, path)
+                assert "403" in op["responses"], (method, path)
             else:
                 assert "security" not in op, path  # inherits the document's bearer requirement
                 assert {"401", "403", "429", "500", "503"} <= set(op["responses"]), (method, path)
@@ -106,6 +111,13 @@ def test_request_bodies_come_from_the_wire_types() -> None:
         "anyOf": [{"enum": ["negative", "positive"]}, {"type": "null"}]
     }
     assert "gaID" in schemas["AgentChanges"]["properties"]
+    assert body("post", "/api/v1/agents/{agent_id}/leads") == {"allOf": [{"$ref": ref("NewLead")}, {"anyOf": [
+        {"required": ["email"], "properties": {"email": {"type": "string"}}},
+        {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+    ]}]}
+    lead = schemas["NewLead"]
+    assert lead["additionalProperties"] is False and not lead.get("required")
+    assert set(lead["properties"]) == {"name", "email", "phone", "companyName", "message", "conversationId"}
 
 
 def test_success_answers_reference_their_types() -> None:
@@ -120,6 +132,8 @@ def test_success_answers_reference_their_types() -> None:
         ("get", "/api/v1/agents/{agent_id}/conversations", "200"): "ConversationsPage",
         ("get", "/api/v1/agents/{agent_id}/conversations/{conversation_id}", "200"): "ConversationEnvelope",
         ("get", "/api/v1/agents/{agent_id}/conversations/{conversation_id}/messages", "200"): "MessagesPage",
+        ("get", "/api/v1/agents/{agent_id}/leads", "200"): "LeadsPage",
+        ("post", "/api/v1/agents/{agent_id}/leads", "201"): "LeadEnvelope",
     }
     for (method, path, status), name in expected.items():
         content = paths[path][method]["responses"][status]["content"]
@@ -160,7 +174,7 @@ def test_every_operation_with_a_body_documents_the_415_for_a_body_that_is_not_js
                 assert "415" not in op["responses"], (method, path)
 
 
-def test_chat_create_agent_and_add_source_take_an_idempotency_key() -> None:
+def test_chat_create_agent_add_source_and_capture_lead_take_an_idempotency_key() -> None:
     doc = document()
     with_key = {
         (method.upper(), path)
@@ -170,6 +184,8 @@ def test_chat_create_agent_and_add_source_take_an_idempotency_key() -> None:
     }
     assert with_key == {
         ("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents"), ("POST", "/api/v1/agents/{agent_id}/training"),
+        ("POST", "/api/v1/widget/{agent_id}/chat"), ("POST", "/api/v1/widget/{agent_id}/leads"),
+        ("POST", "/api/v1/agents/{agent_id}/leads"),
     }
 
 
@@ -178,7 +194,7 @@ def test_lists_take_limit_and_cursor() -> None:
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             query = {p["name"]: p["schema"] for p in op["parameters"] if p["in"] == "query"}
-            if path.endswith(("/agents", "/conversations", "/messages", "/training")) and method == "get":
+            if path.endswith(("/agents", "/conversations", "/messages", "/training", "/leads")) and method == "get":
                 assert query == {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                     "cursor": {"type": "string", "maxLength": 512},

@@ -23,6 +23,9 @@ ENDPOINTS = [
     ("GET", f"/api/v1/agents/{{agent}}/conversations/{CID}/messages", None, "conversations:read"),
     ("DELETE", f"/api/v1/agents/{{agent}}/conversations/{CID}", None, "conversations:write"),
     ("POST", f"/api/v1/agents/{{agent}}/conversations/{CID}/messages/{MID}/feedback", {"rating": "positive"}, "feedback"),
+    ("GET", "/api/v1/agents/{agent}/leads", None, "leads"),
+    ("POST", "/api/v1/agents/{agent}/leads", {"email": "matrix@example.com"}, "leads"),
+    ("DELETE", "/api/v1/agents/{agent}/leads/lead_unknown", None, "leads"),
 ]
 IDS = [f"{m} {p.replace('/api/v1', '')}" for m, p, _, _ in ENDPOINTS]
 

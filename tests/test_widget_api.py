@@ -5,6 +5,8 @@ agent's widget cap, and answers through the native turn (JSON, stream, Idempoten
 from __future__ import annotations
 
 import secrets
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -81,6 +83,11 @@ def messages(http: httpx.Client, agent: int | str, token: str, cid: str, origin:
                     headers={"origin": origin, "chatspark-visitor": token})
 
 
+def lead(http: httpx.Client, agent: int | str, token: str, origin: str = ORIGIN, **body: Any) -> httpx.Response:
+    headers = {"origin": origin, "chatspark-visitor": token, **body.pop("headers", {})}
+    return http.post(f"/api/v1/widget/{agent}/leads", json={"email": "ada@example.com", **body}, headers=headers)
+
+
 def no_cors(response: httpx.Response) -> bool:
     return not any(name in response.headers for name in CORS_NAMES)
 
@@ -110,6 +117,30 @@ def test_a_call_without_origin_or_from_another_origin_is_refused_server_side(bro
     # Two Origin headers are not one allowed origin.
     doubled = browser.post(f"{base}/session", json={}, headers=[("origin", ORIGIN), ("origin", ORIGIN)])
     assert refused(doubled) and no_cors(doubled)
+
+
+def test_curl_without_origin_or_with_a_wrong_one_gets_403_and_no_cors_headers(live_server_widget):  # type: ignore[no-untyped-def]
+    """The server refuses, not only the browser: curl (no Origin unless told) against real uvicorn."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    server, agent = live_server_widget
+    url = f"{server.base_url}/api/v1/widget/{agent}/session"
+
+    def run(*args: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        done = subprocess.run([curl, "-s", "-i", "-X", "POST", url, "-H", "content-type: application/json",
+                               "-d", "{}", *args], capture_output=True, text=True, timeout=30, check=True)
+        head, _, body = done.stdout.partition("\n\n")  # (text mode reads CRLF as LF)
+        status = int(head.split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.splitlines()[1:])}
+        return status, headers, msgspec.json.decode(body) if body else {}
+
+    for args in ((), ("-H", f"Origin: {OTHER_ORIGIN}")):
+        status, headers, body = run(*args)
+        assert status == 403 and body["error"]["code"] == "AGENT_ACCESS_DENIED", (args, status, body)
+        assert not any(name.startswith("access-control-") for name in headers), headers
+    status, headers, body = run("-H", f"Origin: {ORIGIN}")
+    assert status == 200 and headers["access-control-allow-origin"] == ORIGIN and body["visitorToken"]
 
 
 def test_an_allowed_origin_gets_the_grant_on_every_answer_errors_included(browser, make_agent):  # type: ignore[no-untyped-def]
@@ -160,6 +191,23 @@ def test_the_service_own_origin_is_allowed_for_a_public_agent(browser, make_agen
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == "http://testserver"
     assert refused(start(browser, agent, origin="https://testserver"))  # another scheme is another origin
+
+
+def test_a_same_origin_get_without_origin_counts_as_the_service_own(browser, make_agent):  # type: ignore[no-untyped-def]
+    """Browsers send no Origin on a same-origin GET, but they send Sec-Fetch-Site: the demo page
+    served by the service reads its messages."""
+    agent = make_agent()
+    token = token_of(browser, agent, origin="http://testserver")
+    cid = chat(browser, agent, token, origin="http://testserver").json()["conversationId"]
+    url = f"/api/v1/widget/{agent}/conversations/{cid}/messages"
+    same_site = browser.get(url, headers={"chatspark-visitor": token, "sec-fetch-site": "same-origin"})
+    assert same_site.status_code == 200 and len(same_site.json()["messages"]) == 2
+    for other in ("cross-site", "same-site", "none"):
+        answer = browser.get(url, headers={"chatspark-visitor": token, "sec-fetch-site": other})
+        assert refused(answer) and no_cors(answer), other
+    # With an Origin, the Origin decides.
+    assert refused(browser.get(url, headers={"chatspark-visitor": token, "sec-fetch-site": "same-origin",
+                                             "origin": OTHER_ORIGIN}))
 
 
 # --- the session -------------------------------------------------------------------------------
@@ -390,10 +438,13 @@ def test_the_visitor_limit_holds_across_two_servers_on_one_redis(redis_url, key_
                 assert limited.headers["access-control-allow-origin"] == ORIGIN  # the widget can read Retry-After
                 assert [r.headers["x-ratelimit-remaining"] for r in answers[:3]] == ["2", "1", "0"]
                 assert chat(a, agent, alice).status_code == 429
-                # Another visitor has a budget of its own; reading does not spend it.
+                # Another visitor has a budget of its own; reading does not spend it, leads do.
                 assert chat(b, agent, bob).status_code == 200
                 cid = answers[0].json()["conversationId"]
                 assert messages(a, agent, alice, cid).status_code == 200
+                assert lead(a, agent, bob).status_code == 201
+                assert chat(b, agent, bob).status_code == 200
+                assert refused(lead(a, agent, bob), 429, "RATE_LIMIT_EXCEEDED")
         finally:
             two.stop()
     finally:
@@ -502,3 +553,34 @@ def test_agent_1_is_public_on_the_demo_origins_and_answers_its_suggestions(brows
     for suggestion in public["suggestedMessages"]:
         answer = chat(browser, "ag_1", token, origin="http://127.0.0.1:8000", message=suggestion).json()
         assert "Sorry, I don't know" not in answer["text"], (suggestion, answer["text"])
+
+
+# --- leads ---------------------------------------------------------------------------------------
+
+
+def test_the_widget_form_captures_a_lead_the_server_api_lists(admin, browser, make_agent):  # type: ignore[no-untyped-def]
+    agent = make_agent()
+    alice, bob = token_of(browser, agent), token_of(browser, agent)
+    cid = chat(browser, agent, alice).json()["conversationId"]
+    captured = lead(browser, agent, alice, name="Ada", companyName="Engines Ltd", conversationId=cid)
+    assert captured.status_code == 201, captured.text
+    assert captured.headers["access-control-allow-origin"] == ORIGIN
+    body = captured.json()["lead"]
+    assert (body["name"], body["email"], body["conversationId"]) == ("Ada", "ada@example.com", cid)
+    listed = admin.get(f"/api/v1/agents/{agent}/leads").json()["leads"]
+    assert [row["id"] for row in listed] == [body["id"]]
+    # Validated as the server API validates; the conversation must be the visitor's own.
+    invalid = lead(browser, agent, alice, email="not-an-address")
+    assert refused(invalid, 400, "VALIDATION_ERROR") and "email" in invalid.json()["error"]["details"]["fields"]
+    assert refused(lead(browser, agent, alice, email=None, phone=None, name="Only a name"), 400, "VALIDATION_ERROR")
+    assert refused(lead(browser, agent, bob, conversationId=cid), 404, "RESOURCE_NOT_FOUND")
+    assert refused(lead(browser, agent, "forged"), 401, "API_KEY_INVALID")
+    elsewhere = lead(browser, agent, alice, origin=OTHER_ORIGIN)
+    assert refused(elsewhere) and no_cors(elsewhere)
+    # An Idempotency-Key replays for the same visitor (a double-clicked submit makes one lead).
+    key = {"idempotency-key": "form-1"}
+    first, again = lead(browser, agent, bob, headers=key), lead(browser, agent, bob, headers=key)
+    assert first.status_code == again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert len(admin.get(f"/api/v1/agents/{agent}/leads").json()["leads"]) == 2
+    # Nothing under the widget reads leads back.
+    assert browser.get(f"/api/v1/widget/{agent}/leads", headers={"origin": ORIGIN, "chatspark-visitor": bob}).status_code == 405

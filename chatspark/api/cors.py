@@ -4,6 +4,13 @@ A request passes when its agent is public (non-empty `allowedOrigins`) and its `
 them, or the service's own origin (`<scheme>://<Host>`: a page the service serves itself). Anything
 else is refused here, server-side (a curl without `Origin` too), and its answer carries no
 `Access-Control-*` header; every answer after the check carries the grant, errors and streams too.
+
+One gap in the design's rule, closed here: browsers send no `Origin` on a same-origin GET (the
+Fetch standard adds it to CORS requests and to other methods only), so the service's own demo page
+reading its messages would be refused. A request without `Origin` that says `Sec-Fetch-Site:
+same-origin` (which browsers set, and which page scripts cannot) counts as the service's own origin.
+A non-browser client can forge that header as easily as `Origin` itself, so this grants nothing
+that sending `Origin` would not.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ async def public_agent(request: Request) -> Agent:
     agent = await services(request).agents.cached(agent_id(request))
     origins = request.headers.getlist("origin")
     origin = origins[0] if len(origins) == 1 else None
+    if not origins and request.headers.get("sec-fetch-site") == "same-origin":
+        origin = _own_origin(request)
     if not agent.public or origin is None or (origin not in agent.allowed_origins and origin != _own_origin(request)):
         raise AgentAccessDenied("This agent does not accept browser requests from this origin.")
     headers["access-control-allow-origin"] = origin

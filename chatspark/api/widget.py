@@ -14,6 +14,7 @@ from chatspark.api.http import idempotency_key, json_body, json_response, page, 
 from chatspark.apikeys import rate_headers
 from chatspark.conversations import not_found
 from chatspark.errors import ValidationFailed
+from chatspark.leads import LeadEnvelope, NewLead
 from chatspark.schemas import WidgetChatRequest, WidgetSession, WidgetSessionRequest
 from chatspark.sse import EventStream
 from chatspark.visitors import Visitor, visitor_principal
@@ -22,7 +23,9 @@ VISITOR_HEADER = "chatspark-visitor"
 
 
 async def session(request: Request) -> Response:
-    agent = await _open(request, visitor=None)
+    agent = await public_agent(request)
+    _refuse_server_key(request)
+    await _count(request, None)
     body = await json_body(request, WidgetSessionRequest)
     visitor, token = await services(request).visitors.start(agent, body.visitor_token, body.user_id, body.hash)
     return json_response(WidgetSession(
@@ -49,6 +52,23 @@ async def list_messages(request: Request) -> Response:
     return json_response(await svc.conversations.messages(agent.id, cid, page(request)))
 
 
+async def create_lead(request: Request) -> Response:
+    """The widget's form: a lead for the agent, from a conversation this visitor started if any.
+    Counted against the visitor's limit; the lead is never shown back but in this answer."""
+    agent, visitor = await _visitor_call(request, counted=True)
+    key = idempotency_key(request)
+    body = await json_body(request, NewLead)
+    svc = services(request)
+    if body.conversation_id is not None and not (await svc.visitors.conversations(visitor)).owns(body.conversation_id):
+        raise not_found()
+    captured = await svc.leads.create(
+        agent.id, body.fields(), conversation_id=body.conversation_id,
+        caller=visitor_principal(visitor, agent).key_id, idempotency_key=key,
+    )
+    headers = {"idempotent-replayed": "true"} if captured.replayed else None
+    return json_response(LeadEnvelope(lead=captured.lead), status=201, headers=headers)
+
+
 async def _visitor_call(request: Request, *, counted: bool) -> tuple[Agent, Visitor]:
     """A call after the session: the allowed origin, then the visitor token (and the agent's
     identity requirement), then the limits: the visitor's own for `counted` calls (turns, leads)."""
@@ -59,14 +79,8 @@ async def _visitor_call(request: Request, *, counted: bool) -> tuple[Agent, Visi
     return agent, visitor
 
 
-async def _open(request: Request, visitor: Visitor | None) -> Agent:
-    agent = await public_agent(request)
-    _refuse_server_key(request)
-    await _count(request, visitor)
-    return agent
-
-
 async def _count(request: Request, visitor: Visitor | None) -> None:
+    """Counts the request against its client address (and its visitor); the rate headers follow."""
     address = request.client.host if request.client else "unknown"
     state = await services(request).widget_limits.count(address, visitor)
     response_headers(request).update(rate_headers(state))

@@ -13,6 +13,7 @@
 | `limits.py`      | the widget's request rate limits, per visitor and per client address  |
 | `agents.py`      | agents, their index and idempotent creation                           |
 | `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
+| `leads.py`       | an agent's leads, their list, idempotent creation, per-day counts     |
 | `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
 """
 
@@ -34,6 +35,7 @@ from chatspark.store.journal import TurnJournal
 from chatspark.store.keys import KeyStore
 from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import Layout
+from chatspark.store.leads import LeadStore
 from chatspark.store.leases import Lease, LeaseStore
 from chatspark.store.limits import RateStore
 
@@ -58,7 +60,8 @@ class Store:
         self.credits = CreditStore(redis, layout)
         self.rates = RateStore(redis, layout)
         self.knowledge = KnowledgeStore(redis, layout)
-        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge)
+        self.leads = LeadStore(redis, layout)
+        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads)
 
     @property
     def embedded(self) -> bool:

@@ -15,6 +15,7 @@ from chatspark.store.conversations import ConversationIndex
 from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import IDEMPOTENCY_SECONDS, Layout
+from chatspark.store.leads import LeadStore
 
 _decoder = msgspec.json.Decoder(Agent)
 _encoder = msgspec.json.Encoder()
@@ -27,12 +28,14 @@ class Created(msgspec.Struct, frozen=True):
 
 class AgentStore:
     def __init__(
-        self, redis: Connection, layout: Layout, conversations: ConversationIndex, knowledge: KnowledgeStore
+        self, redis: Connection, layout: Layout, conversations: ConversationIndex, knowledge: KnowledgeStore,
+        leads: LeadStore,
     ) -> None:
         self.redis = redis
         self.layout = layout
         self.conversations = conversations
         self.knowledge = knowledge
+        self.leads = leads
 
     async def seed(self, agents: list[Agent], now: int) -> int:
         """Stores each configured agent the first time it is seen; returns how many were new."""
@@ -90,9 +93,10 @@ class AgentStore:
         return bool(await self.redis.script(scripts.UPDATE_AGENT, keys, [_encoder.encode(agent)]))
 
     async def delete(self, agent_id: int) -> bool:
-        """Removes the agent record and index entry, then every conversation and training source of it."""
+        """Removes the agent record and index entry, then every conversation, training source and lead of it."""
         keys = [self.layout.agent(agent_id), self.layout.agent_index()]
         existed = bool(await self.redis.script(scripts.DELETE_AGENT, keys, [agent_id]))
         await self.conversations.delete_all(agent_id)
         await self.knowledge.delete_all(agent_id)
+        await self.leads.delete_all(agent_id)
         return existed

@@ -199,6 +199,12 @@ class ConversationStore:
             ratings={raw_ratings[i].decode(): raw_ratings[i + 1].decode() for i in range(0, len(raw_ratings), 2)},
         )
 
+    async def agent_of(self, cid: str) -> int | None:
+        """The agent of a stored conversation; None when there is no such conversation (or not yet: its
+        first turn is still running)."""
+        agent = await self.redis.run(lambda r: r.hget(self.layout.conversation(cid)[0], "agent"))
+        return None if agent is None else int(agent)
+
     async def rate(self, cid: str, agent_id: int, message_id: str, rating: str | None) -> RateOutcome:
         meta, turns, tids = self.layout.conversation(cid)
         keys = [meta, tids, self.layout.ratings(cid), turns]

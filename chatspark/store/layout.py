@@ -35,6 +35,17 @@ Cluster slot in one round trip.
 | {p}:kn:{<agent>}:data:<id>        | string | a text source's submitted text until its job finished   |
 | {p}:kn:{<agent>}:idem:<sha256>    | string | POST training idempotency record; TTL 24 h              |
 | {p}:kn:{<agent>}:seeded           | set    | config sources seeded once (deleted stay deleted)       |
+| {p}:lead:{<agent>}:index          | zset   | lead id scored by creation ms (the list order); owned   |
+|                                   |        | by the agent (deleted with it), never expires           |
+| {p}:lead:{<agent>}:records        | hash   | lead id -> JSON lead; owned by the agent; DELETE lead   |
+|                                   |        | removes its field                                       |
+| {p}:lead:{<agent>}:idem           | hash   | POST leads idempotency digest -> body digest:lead id    |
+|                                   |        | ("-:<id>" once the lead is deleted); each entry lives   |
+|                                   |        | 24 h (see :idem-exp); owned by the agent                |
+| {p}:lead:{<agent>}:idem-exp       | zset   | idempotency digest scored by its expiry ms; expired     |
+|                                   |        | entries leave both at the next create                   |
+| {p}:lead:{<agent>}:daily          | hash   | UTC day (YYYY-MM-DD) -> leads created that day (never   |
+|                                   |        | decremented: analytics counts captures); owned by agent |
 | {p}:jobs:ingest                   | stream | ingestion jobs, consumer group "ingest"; acknowledged   |
 |                                   |        | entries are deleted, MAXLEN ~100k                       |
 | {p}:key:{<sha256 of api key>}     | string | JSON key record; TTL expiry+30 d, or 30 d once revoked, |
@@ -174,6 +185,25 @@ class Layout:
 
     def knowledge_seeded(self, agent_id: int) -> str:
         return f"{self._knowledge(agent_id)}:seeded"
+
+    # An agent's leads share the hash tag `{<agent id>}`: a create writes the record, the index, the
+    # day's counter and the idempotency entry in one script; an agent's deletion drops them in one DEL.
+    def leads(self, agent_id: int) -> tuple[str, str]:
+        """(index, records) of an agent's leads."""
+        tag = f"{self.prefix}:lead:{{{agent_id}}}"
+        return f"{tag}:index", f"{tag}:records"
+
+    def lead_idempotency(self, agent_id: int) -> tuple[str, str]:
+        """(entries, their expiry) of an agent's POST leads idempotency records."""
+        tag = f"{self.prefix}:lead:{{{agent_id}}}"
+        return f"{tag}:idem", f"{tag}:idem-exp"
+
+    def lead_daily(self, agent_id: int) -> str:
+        return f"{self.prefix}:lead:{{{agent_id}}}:daily"
+
+    def lead_keys(self, agent_id: int) -> tuple[str, ...]:
+        """Every key of an agent's leads (what the agent's deletion removes)."""
+        return (*self.leads(agent_id), *self.lead_idempotency(agent_id), self.lead_daily(agent_id))
 
     def ingestion_jobs(self) -> str:
         return f"{self.prefix}:jobs:ingest"

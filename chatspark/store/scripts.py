@@ -377,3 +377,69 @@ redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
 redis.call('INCR', KEYS[7])
 return 1
 """)
+
+# Stores a new lead: its record, its place in the agent's list, the day's count and the idempotency
+# entry move together. Expired idempotency entries (at most 100) leave first.
+# KEYS: index, records, idempotency entries, their expiry, daily counts.
+# ARGV: lead id, JSON, created ms, UTC day, idempotency digest ('' = no key), body digest,
+#       entry expiry ms, now ms.
+# Returns {1, JSON} created, {0, JSON of the earlier lead} replayed, {-1, ''} the key was used with
+# another body or its lead was deleted since.
+ADD_LEAD = Script("add_lead", """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[8], 'LIMIT', 0, 100)
+if #expired > 0 then
+  redis.call('HDEL', KEYS[3], unpack(expired))
+  redis.call('ZREM', KEYS[4], unpack(expired))
+end
+if ARGV[5] ~= '' then
+  local earlier = redis.call('HGET', KEYS[3], ARGV[5])
+  if earlier then
+    local digest, id = string.match(earlier, '^([^:]*):(.*)$')
+    local raw = redis.call('HGET', KEYS[2], id)
+    if digest ~= ARGV[6] or not raw then return {-1, ''} end
+    return {0, raw}
+  end
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[6] .. ':' .. ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[5])
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+return {1, ARGV[2]}
+""")
+
+# One page of an agent's leads, newest first by (created, id) — the order of ZREVRANGEBYSCORE —
+# strictly after the position (created ms, id) the previous page ended at.
+# KEYS: index, records. ARGV: created ms of the position ('+inf': first page), its id, how many.
+# Returns the JSON records, in order.
+READ_LEADS = Script("read_leads", """
+local limit = tonumber(ARGV[3])
+local ids, offset = {}, 0
+while #ids < limit do
+  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', offset, limit)
+  for i = 1, #batch, 2 do
+    if ARGV[2] == '' or tonumber(batch[i + 1]) ~= tonumber(ARGV[1]) or batch[i] < ARGV[2] then
+      if #ids < limit then ids[#ids + 1] = batch[i] end
+    end
+  end
+  if #batch < 2 * limit then break end
+  offset = offset + limit
+end
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(ids))
+""")
+
+# Erases one lead: its record and list entry go; its idempotency entry (if any) keeps only a
+# tombstone, so a retried create answers 409 instead of capturing the person again.
+# KEYS: index, records, idempotency entries. ARGV: lead id. Returns 1 deleted, 0 no such lead.
+DELETE_LEAD = Script("delete_lead", """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 0 end
+local idem = cjson.decode(raw)['idem']
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if type(idem) == 'string' and idem ~= '' and redis.call('HEXISTS', KEYS[3], idem) == 1 then
+  redis.call('HSET', KEYS[3], idem, '-:' .. ARGV[1])
+end
+return 1
+""")
