@@ -3,6 +3,8 @@ The widget's behaviour in a real browser: tests/browser."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from chatspark.api.widget_assets import WIDGET_JS
 
 MAX_PLAIN_BYTES = 60 * 1024  # issue 13: ≤ 60 KB plain, no build step
@@ -60,3 +62,8 @@ def test_root_redirects_to_the_demo(server) -> None:  # type: ignore[no-untyped-
     assert answer.status_code == 307
     assert answer.headers["location"] == "/demo"
 
+
+
+def test_readme_shows_the_widget_screenshot() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "docs/widget.png" in readme
