@@ -333,6 +333,7 @@
   Widget.prototype.open = function () {
     if (!this.panel) return;
     this.panel.hidden = false;
+    this.launcher.replaceChildren(svg(ICON_CLOSE));
     this.launcher.setAttribute("aria-expanded", "true");
     this.launcher.setAttribute("aria-label", "Close chat");
     this.scrollDown();
@@ -342,6 +343,7 @@
   Widget.prototype.close = function () {
     if (!this.panel || this.panel.hidden) return;
     this.panel.hidden = true;
+    this.launcher.replaceChildren(svg(ICON_CHAT));
     this.launcher.setAttribute("aria-expanded", "false");
     this.launcher.setAttribute("aria-label", "Open chat with " + this.botName());
     this.launcher.focus();

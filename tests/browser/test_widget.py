@@ -276,6 +276,53 @@ def test_hostile_answers_are_text_no_script_runs_and_nothing_navigates(  # type:
     assert_inert()
 
 
+def sse(*frames: Any) -> str:
+    return "".join(f"data: {frame if isinstance(frame, str) else json.dumps(frame)}\n\n" for frame in frames)
+
+
+def test_sources_are_listed_under_the_answer_and_a_failed_stream_says_so(  # type: ignore[no-untyped-def]
+    page, api: RunningServer, host_site: HostSite, make_agent: Callable[..., int]
+) -> None:
+    """Frames the service sends (served here by the test: a grounded answer, then a stream that
+    fails after a delta), read by the widget exactly as it reads the service's."""
+    agent = make_agent()
+    page.goto(host_site.put("/frames", host_page(api.base_url, str(agent))))
+    open_widget(page)
+    cors = {"access-control-allow-origin": host_site.origin}
+    sources = [
+        {"trainingId": 1, "source": "help", "title": "Returns policy", "url": "https://shop.example/returns", "score": 0.9},
+        {"trainingId": 2, "source": "faq", "title": None, "url": None, "score": 0.5},
+        {"trainingId": 3, "source": "evil", "title": "Evil", "url": "javascript:alert(1)", "score": 0.4},
+    ]
+    streams = [
+        sse({"delta": "Free within 30 days.", "conversationId": "c1"},
+            {"delta": "", "conversationId": "c1", "done": True, "messageId": "m1", "sources": sources}, "[DONE]"),
+        sse({"delta": "Half an ans", "conversationId": "c1"},
+            {"delta": "", "conversationId": "c1", "error": {"code": "STREAMING_ERROR", "message": "upstream cut"}},
+            "[DONE]"),
+    ]
+    page.route("**/chat", lambda route: route.fulfill(status=200, headers=cors, content_type="text/event-stream",
+                                                      body=streams.pop(0)))
+    box = page.get_by_role("textbox", name="Message to Shopbot")
+    box.fill("Returns?")
+    box.press("Enter")
+    listed = page.get_by_role("list", name="Sources")
+    listed.wait_for()
+    assert listed.get_by_role("listitem").all_text_contents() == ["Returns policy", "faq", "Evil"]
+    assert listed.get_by_role("link").evaluate_all("links => links.map(a => a.href)") == [
+        "https://shop.example/returns"]
+    assert events(page, "agent-response") == [
+        {"message": "Free within 30 days.", "conversationId": "c1", "messageId": "m1"}]
+
+    box.fill("And exchanges?")
+    box.press("Enter")
+    page.get_by_role("alert").wait_for()
+    assert page.get_by_role("alert").text_content() == "The answer was interrupted. Please try again."
+    assert page.get_by_role("log").get_by_text("Half an ans").is_visible()  # what came stays, the alert says it stopped
+    assert len(events(page, "agent-response")) == 1
+    assert page.get_by_role("button", name="Send message").is_enabled()
+
+
 def test_a_page_on_an_origin_the_agent_does_not_allow_gets_no_session(  # type: ignore[no-untyped-def]
     page, api: RunningServer, stranger_site: HostSite, make_agent: Callable[..., int]
 ) -> None:
@@ -369,6 +416,8 @@ def test_phone_sized_viewport_and_no_serious_accessibility_violations(  # type: 
             page.wait_for_function("window.events.some(e => e[0] === 'agent-response')")
         page.add_script_tag(content=axe_source)
         results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        # It looked inside the widget's shadow root (targets there are [host, inner] pairs).
+        assert any(isinstance(node["target"][0], list) for rule in results["passes"] for node in rule["nodes"])
         serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in results["violations"]
                    if v["impact"] in ("serious", "critical")]
         assert serious == [], serious
