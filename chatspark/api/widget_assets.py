@@ -57,6 +57,7 @@ DEMO_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Chatspark widget demo</title>
+<link rel="icon" href="data:,">
 <style>
   body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #1f2328; }}
   pre {{ background: #f3f4f6; padding: 1rem; border-radius: 8px; overflow-x: auto; }}
