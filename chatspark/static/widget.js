@@ -313,8 +313,8 @@
       }
     });
     this.input.addEventListener("input", function () { self.fitInput(); });
-    this.panel.addEventListener("keydown", function (event) {
-      if (event.key === "Escape") {
+    this.root.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && !self.panel.hidden) {
         event.stopPropagation();
         self.close();
       }
@@ -406,8 +406,11 @@
       return self.restore();
     }).catch(function (problem) {
       self.host.setAttribute("data-state", "refused");
+      self.panel.hidden = self.launcher.hidden = true; // also after updateProps with a refused identity
+      // A refused origin gets no CORS grant, so the browser shows no status: only a failed fetch.
+      var hint = problem.status ? "" : " Is " + location.origin + " in the agent's allowedOrigins?";
       console.error("ChatSpark: no chat session for agent " + self.chatbotId + " at " + self.apiBase + " (" +
-        describe(problem) + "). Is " + location.origin + " in the agent's allowedOrigins?");
+        describe(problem) + ")." + hint);
     });
   };
 

@@ -382,6 +382,14 @@ def test_identity_verification_binds_the_visitor_to_the_user(  # type: ignore[no
     assert json.loads(session.value.request.post_data) == {"userId": "user-42", "hash": data["hash"]}
     open_widget(page)
 
+    # Another user signs in on the page: a session for them, without the first user's token.
+    with page.expect_response(lambda response: response.url.endswith("/session")) as switched:
+        page.evaluate("([id, user, hash]) => window.chatSparkInstances[id].updateProps({data: {userId: user, hash}})",
+                      [str(agent), "user-43", user_hash(secret, "user-43")])
+    assert switched.value.json()["identified"] is True
+    assert json.loads(switched.value.request.post_data) == {"userId": "user-43", "hash": user_hash(secret, "user-43")}
+    assert switched.value.json()["visitorId"] != session.value.json()["visitorId"]
+
     # A wrong hash: refused, so no widget.
     with page.expect_response(lambda response: response.url.endswith("/session")) as wrong:
         page.goto(host_site.put("/identity-wrong", host_page(api.base_url, str(agent),
