@@ -1,7 +1,7 @@
 """A real browser for the widget: Debian's Chromium driven by Playwright, the app on a real socket,
 and host pages served from other origins than the API (other ports of 127.0.0.1).
 
-One headless Chromium per session, a fresh context (so fresh localStorage) per test. Without
+One headless Chromium per module, a fresh context (so fresh localStorage) per test. Without
 Chromium the tests skip with what to install, except under CI=true, where they fail: the browser
 tests never skip in CI (`make test` installs Chromium through tests/setup.sh).
 """
@@ -33,10 +33,11 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(admin_key: str) -> Iterator[Any]:
-    # Playwright's sync API keeps an event loop running in this thread while the browser is up, so
-    # what needs asyncio.run here (storing a key) happens before: hence `admin_key` first.
+    # Playwright's sync API keeps an event loop running in this thread while the browser is up: no
+    # asyncio.run() works meanwhile. So it lives only as long as a module (the rest of the suite
+    # runs after it is closed), and what needs asyncio.run here (storing a key) happens before.
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _unavailable(f"the widget's browser tests need Chromium at {CHROMIUM}: `make test` installs Debian's "
                      "chromium when run as root, else `sudo apt-get install chromium` (or set CHATSPARK_CHROMIUM)")
@@ -65,7 +66,7 @@ def axe_source() -> str:
     return (NODE_PROJECT / "node_modules" / "axe-core" / "axe.min.js").read_text()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def widget_api(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iterator[RunningServer]:
     """The app on a real port (a browser needs one), its provider models on the fake upstream through
     the direct OpenAI-compatible backend (no litellm import to wait for), widget limits no test meets
@@ -79,7 +80,7 @@ def widget_api(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iter
     running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def admin_key(widget_api: RunningServer) -> str:
     return widget_api.key()
 
