@@ -553,13 +553,22 @@
   };
 
   /** One turn: POST …/chat with stream: true, the answer shown token by token as frames arrive. */
-  Widget.prototype.send = function (text, retried) {
+  Widget.prototype.send = function (text, retried) { // retried: the visitor's bubble of the first try
     var self = this;
     text = String(text);
     if (!text.trim() || this.busy) return Promise.resolve();
     this.busy = true;
     this.sendButton.disabled = true;
-    if (!retried) this.addMessage("user", text);
+    var mine = retried || this.addMessage("user", text);
+    var giveBack = function () { // the service never took it: back into the box, not lost
+      mine.remove();
+      self.messages--;
+      if (!self.input.value) {
+        self.input.value = text;
+        self.fitInput();
+      }
+      self.renderChips();
+    };
     this.renderChips();
     var bubble = this.log.appendChild(el("div", { className: "message bot typing", "aria-busy": "true" }));
     bubble.appendChild(el("span", { className: "visually-hidden", text: this.botName() + " is typing" }));
@@ -632,10 +641,14 @@
         return renew.then(function () {
           handedOver = true;
           self.busy = false;
-          return self.send(text, true);
-        }, function (again) { self.showError(again); });
+          return self.send(text, mine);
+        }, function (again) {
+          giveBack();
+          self.showError(again);
+        });
       }
       if (answer) self.addMessage("bot", answer);
+      else if (!announced) giveBack();
       self.showError(problem);
     }).then(function () {
       if (handedOver) return;

@@ -356,6 +356,9 @@ def test_limits_and_refusals_read_as_sentences(  # type: ignore[no-untyped-def]
     alert = page.get_by_role("alert")
     alert.wait_for()
     assert "reached its limit for this month" in alert.text_content()
+    assert box.input_value() == "second"  # not taken: given back to the visitor, not lost
+    assert page.get_by_role("log").locator(".message.user").all_text_contents() == ["first"]
+    box.fill("")
 
     # A 429 (served by the test, as the service would: with Retry-After) says how long to wait.
     cors = {"access-control-allow-origin": host_site.origin, "access-control-expose-headers": "retry-after"}
