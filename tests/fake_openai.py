@@ -265,7 +265,7 @@ class FakeOpenAI:
                     self.in_flight -= 1
 
             try:
-                leftover = await self._respond(reader, writer, body, behaviour, done_answering, embeddings=embeddings)
+                leftover = await self._respond(reader, writer, body, behaviour, answered=done_answering, embeddings=embeddings)
             finally:
                 done_answering()
 
@@ -283,7 +283,7 @@ class FakeOpenAI:
 
     async def _respond(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict[str, Any], b: Behaviour,
-        answered: Callable[[], None], *, embeddings: bool = False,
+        *, answered: Callable[[], None] = lambda: None, embeddings: bool = False,
     ) -> bytes:
         """Answer one request; returns any bytes of the next request read meanwhile."""
         # While we make the client wait, watch for it hanging up (as a timed-out or closed client does).
