@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml uv.lock .ci/uv-bootstrap.txt
 run: install
 	$(VENV)/bin/chatspark serve --dev $(if $(PORT),--port $(PORT))
 
+# Two pytest workers on the 2-core machine (one per core, at most 4 elsewhere): most tests wait on
+# sockets and Redis, so a second process keeps both cores busy. `PYTEST_ARGS=-n0` runs them in one.
 test: install
 	@sh tests/setup.sh
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
 
 # Chatspark vs LiteLLM proxy on one fake upstream (bench/README.md); BENCH_ARGS=--quick for ~2 minutes.
 bench: install
