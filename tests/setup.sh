@@ -4,6 +4,8 @@
 #                 cluster tests start private servers of their own, so the binary must exist.
 #   chromium      the widget's browser tests (tests/browser) drive Debian's Chromium through
 #                 Playwright, never a browser Playwright downloads; plus a font to render text with.
+#   tests/node    `npm ci` when its lock changed (the SSE clients, axe-core): once, here, before
+#                 the pytest workers start, so two of them never run it at the same time.
 # Installed from Debian when missing and we are root; otherwise says what to install and stops
 # (for chromium only under CI=true: elsewhere the browser tests then skip, saying why).
 set -eu
@@ -32,4 +34,10 @@ if ! fc-list 2>/dev/null | grep -q .; then
     echo "make test: installing fonts-dejavu-core from Debian (text in the browser tests' pages)"
     { apt-get install -y -qq fonts-dejavu-core || { apt-get update -qq && apt-get install -y -qq fonts-dejavu-core; }; } >/dev/null 2>&1 || true
   fi
+fi
+node_lock=tests/node/package-lock.json
+node_done=tests/node/node_modules/.package-lock.json  # npm ci writes it last
+if command -v npm >/dev/null 2>&1 && { [ ! -e "$node_done" ] || [ "$node_done" -ot "$node_lock" ]; }; then
+  echo "make test: npm ci in tests/node (browser SSE clients, axe-core)"
+  (cd tests/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
