@@ -51,7 +51,7 @@ def test_the_answer_streams_in_token_by_token_and_the_conversation_survives_a_re
     page, api: RunningServer, host_site: HostSite, make_agent: Callable[..., int], fake_openai, admin: httpx.Client
 ) -> None:
     agent = make_agent(welcomeMessage="Hello from the shop!", primaryColor="#0f766e")
-    fake_openai.enqueue(reply(ANSWER, gap=0.12))  # one word per chunk
+    fake_openai.enqueue(reply(ANSWER, gap=0.08))  # one word per chunk
     page.goto(host_site.put("/stream", host_page(api.base_url, str(agent))))
 
     open_widget(page)
@@ -264,7 +264,7 @@ def test_hostile_answers_are_text_no_script_runs_and_nothing_navigates(  # type:
         assert log.locator("[onerror], [onload]").count() == 0
         assert "<img src=x onerror=alert(1)>" in log.text_content()  # shown, as text
         assert log.locator("strong").all_text_contents() == ["bold"]
-        time.sleep(0.3)  # an onerror/onload handler would have fired by now
+        time.sleep(0.2)  # an onerror/onload handler would have fired by now
         assert page.dialogs == []
         assert page.url == url
         assert page.errors == []
@@ -401,6 +401,10 @@ def test_identity_verification_binds_the_visitor_to_the_user(  # type: ignore[no
     page.wait_for_function("document.querySelector('[data-chatspark]').dataset.state === 'refused'")
 
 
+# The widget and everything in its shadow root; the host page is the test's own.
+AXE_RUN = "axe.run({include: [['[data-chatspark]']]}, {resultTypes: ['violations']})"
+
+
 def test_phone_sized_viewport_and_no_serious_accessibility_violations(  # type: ignore[no-untyped-def]
     browser, api: RunningServer, host_site: HostSite, make_agent: Callable[..., int], fake_openai, axe_source: str
 ) -> None:
@@ -426,15 +430,16 @@ def test_phone_sized_viewport_and_no_serious_accessibility_violations(  # type: 
             box.press("Enter")
             page.wait_for_function("window.events.some(e => e[0] === 'agent-response')")
         page.add_script_tag(content=axe_source)
-        results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        results = page.evaluate(AXE_RUN)
         # It looked inside the widget's shadow root (targets there are [host, inner] pairs).
         assert any(isinstance(node["target"][0], list) for rule in results["passes"] for node in rule["nodes"])
         serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in results["violations"]
                    if v["impact"] in ("serious", "critical")]
         assert serious == [], serious
-        page.get_by_role("button", name="Get a call back").click()  # the form view too
-        results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        assert [v["id"] for v in results["violations"] if v["impact"] in ("serious", "critical")] == []
+        if viewport["width"] == 375:
+            page.get_by_role("button", name="Get a call back").click()  # the form view too
+            results = page.evaluate(AXE_RUN)
+            assert [v["id"] for v in results["violations"] if v["impact"] in ("serious", "critical")] == []
         context.close()
 
 
