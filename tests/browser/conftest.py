@@ -110,7 +110,8 @@ class HostSite:
                 page = site.pages.get(self.path.split("?")[0])
                 body = (page or "not found").encode()
                 self.send_response(200 if page is not None else 404)
-                self.send_header("content-type", "text/html; charset=utf-8")
+                kind = "text/javascript" if self.path.endswith(".js") else "text/html"
+                self.send_header("content-type", kind + "; charset=utf-8")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -186,8 +187,10 @@ def make_agent(admin: httpx.Client, host_site: HostSite) -> Callable[..., int]:
 EVENTS = ("user-message", "agent-response", "conversation-started", "lead-captured", "action-triggered")
 
 
-def host_page(api_base: str, chatbot_id: str, data: dict[str, Any] | None = None, *, extra: str = "") -> str:
-    """A shop page with the two-line embed snippet, recording every widget event in window.events."""
+def host_page(api_base: str, chatbot_id: str, data: dict[str, Any] | None = None, *, script: str | None = None,
+              options: str = "") -> str:
+    """A shop page with the two-line embed snippet, recording every widget event in window.events.
+    `script`: where widget.js comes from (default: the API); `options`: more ChatSpark options (JS)."""
     listen = "".join(
         f"ChatSpark.on({name!r}, function (payload) {{ window.events.push([{name!r}, payload]); }});" for name in EVENTS
     )
@@ -195,11 +198,10 @@ def host_page(api_base: str, chatbot_id: str, data: dict[str, Any] | None = None
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Example shop</title></head>
 <body><main><h1>Example shop</h1><p>Things for sale.</p></main>
-<script src="{api_base}/widget.js"></script>
+<script src="{script or api_base + '/widget.js'}"></script>
 <script>
 window.events = [];
 {listen}
-ChatSpark({{ chatbotId: {chatbot_id!r}, data: {msgspec.json.encode(data or {}).decode()} }}).render("body");
-{extra}
+ChatSpark({{ chatbotId: {chatbot_id!r}, data: {msgspec.json.encode(data or {}).decode()}{options} }}).render("body");
 </script>
 </body></html>"""

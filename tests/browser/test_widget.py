@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from chatspark.api.widget_assets import WIDGET_JS
 from chatspark.visitors import user_hash
 from tests.browser.conftest import HostSite, host_page
 from tests.conftest import RunningServer
@@ -274,6 +275,21 @@ def test_hostile_answers_are_text_no_script_runs_and_nothing_navigates(  # type:
     open_widget(page)
     page.get_by_role("log").locator("strong").wait_for()
     assert_inert()
+
+
+def test_api_base_points_a_copy_of_the_script_served_elsewhere_at_the_service(  # type: ignore[no-untyped-def]
+    page, api: RunningServer, host_site: HostSite, make_agent: Callable[..., int], fake_openai
+) -> None:
+    agent = make_agent()
+    script = host_site.put("/assets/widget.js", WIDGET_JS.read_text())  # as from a CDN: the shop's origin
+    page.goto(host_site.put("/copy", host_page(api.base_url, str(agent), script=script,
+                                               options=f", apiBase: {api.base_url + '/'!r}")))
+    open_widget(page)
+    fake_openai.enqueue(reply("Hello from the service."))
+    box = page.get_by_role("textbox", name="Message to Shopbot")
+    box.fill("Hi")
+    box.press("Enter")
+    assert wait_for_event(page, "agent-response")[0]["message"] == "Hello from the service."
 
 
 def sse(*frames: Any) -> str:
