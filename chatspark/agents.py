@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -18,6 +18,57 @@ Text = Annotated[str, Meta(max_length=20_000)]
 Short = Annotated[str, Meta(max_length=2_000)]
 # Up to ten years: a conversation's expiry must stay a valid 4-digit-year time.
 TtlSeconds = Annotated[int, Meta(ge=1, le=10 * 365 * 24 * 3600)]
+
+# The widget (public access from browsers). An origin as a browser sends it in `Origin`: scheme,
+# lower-case host, optional port; no path, no trailing slash.
+Origin = Annotated[str, Meta(
+    pattern=r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?$", max_length=300,
+    description="An exact origin, `scheme://host[:port]` (http or https, lower-case host, no path).",
+)]
+HttpUrl = Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2_000)]
+Label = Annotated[str, Meta(min_length=1, max_length=200)]
+ActionId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+FieldKey = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+IdentitySecret = Annotated[str, Meta(min_length=16, max_length=256)]
+SuggestedMessage = Annotated[str, Meta(min_length=1, max_length=200)]
+WidgetCap = Annotated[int, Meta(ge=0)]
+
+
+class ActionField(Wire, forbid_unknown_fields=True):
+    """One input of a form action. A form whose keys include lead fields submits a lead."""
+
+    key: FieldKey
+    label: Label
+    required: bool = False
+    type: Literal["text", "email", "tel", "url", "number", "textarea"] = "text"
+
+
+class ButtonAction(Wire, forbid_unknown_fields=True, tag="button", tag_field="type"):
+    id: ActionId
+    label: Label
+    url: HttpUrl | None = None
+    primary: bool = False
+
+
+class LinkAction(Wire, forbid_unknown_fields=True, tag="link", tag_field="type"):
+    id: ActionId
+    label: Label
+    url: HttpUrl
+    primary: bool = False
+
+
+class FormAction(Wire, forbid_unknown_fields=True, tag="form", tag_field="type"):
+    id: ActionId
+    label: Label
+    fields: Annotated[list[ActionField], Meta(min_length=1, max_length=20)]
+    primary: bool = False
+
+
+# `type` tells them apart: a link needs `url`, only a form has `fields`.
+Action = ButtonAction | LinkAction | FormAction
+Origins = Annotated[list[Origin], Meta(max_length=50)]
+SuggestedMessages = Annotated[list[SuggestedMessage], Meta(max_length=10)]
+Actions = Annotated[list[Action], Meta(max_length=10)]
 
 
 class Agent(Wire, forbid_unknown_fields=True):
@@ -45,6 +96,14 @@ class Agent(Wire, forbid_unknown_fields=True):
     # The prompt window: at most this many recent turns, and at most this many history tokens.
     history_turns: Annotated[int, Meta(ge=0, le=1000)] = 20
     history_tokens: PositiveInt | None = None
+    # The widget: public from these origins (none: not public), identity verification, its texts
+    # and actions, and its own monthly cap of completed turns (0: unlimited).
+    allowed_origins: Origins = []
+    identity_secret: IdentitySecret | None = None  # write-only: the API shows `identityVerification`
+    require_identity: bool = False
+    suggested_messages: SuggestedMessages = []
+    actions: Actions = []
+    widget_monthly_cap: WidgetCap = 0
     created_at: int = 0  # ms since the epoch
     updated_at: int = 0
 
@@ -57,6 +116,11 @@ class Agent(Wire, forbid_unknown_fields=True):
     @property
     def display_name(self) -> str:
         return self.bot_name or self.name
+
+    @property
+    def public(self) -> bool:
+        """Reachable from browsers (the widget endpoints)."""
+        return bool(self.allowed_origins)
 
 
 class AgentChanges(Request):
@@ -81,6 +145,12 @@ class AgentChanges(Request):
     conversation_ttl_seconds: TtlSeconds | UnsetType = UNSET
     history_turns: Annotated[int, Meta(ge=0, le=1000)] | UnsetType = UNSET
     history_tokens: PositiveInt | None | UnsetType = UNSET
+    allowed_origins: Origins | UnsetType = UNSET
+    identity_secret: IdentitySecret | None | UnsetType = UNSET
+    require_identity: bool | UnsetType = UNSET
+    suggested_messages: SuggestedMessages | UnsetType = UNSET
+    actions: Actions | UnsetType = UNSET
+    widget_monthly_cap: WidgetCap | UnsetType = UNSET
 
     def sent(self) -> dict[str, Any]:
         """The fields the client sent, by attribute name."""
@@ -88,7 +158,10 @@ class AgentChanges(Request):
 
 
 def apply(agent: Agent, changes: AgentChanges, now: int) -> Agent:
-    return msgspec.structs.replace(agent, **changes.sent(), updated_at=now)
+    sent = changes.sent()
+    if "allowed_origins" in sent:
+        sent["allowed_origins"] = list(dict.fromkeys(sent["allowed_origins"]))  # each once, in order
+    return msgspec.structs.replace(agent, **sent, updated_at=now)
 
 
 class AgentSummary(Wire):
@@ -117,6 +190,41 @@ class AgentDetail(AgentSummary):
     conversation_ttl_seconds: int
     history_turns: int
     history_tokens: int | None
+    allowed_origins: list[str]
+    identity_verification: bool  # an identity secret is set (the secret itself is never shown)
+    require_identity: bool
+    suggested_messages: list[str]
+    actions: list[Action]
+    widget_monthly_cap: int
+
+
+class WidgetAgent(Wire):
+    """What a browser may know of a public agent: how the widget looks and what it offers. Never
+    its instructions, model, FAQ, origins or secret."""
+
+    id: int
+    bot_name: str
+    bot_avatar: str
+    primary_color: str
+    welcome_message: str
+    suggested_messages: list[str]
+    actions: list[Action]
+    require_identity: bool
+    remove_branding: bool
+
+
+def widget_view(agent: Agent) -> WidgetAgent:
+    return WidgetAgent(
+        id=agent.id,
+        bot_name=agent.display_name,
+        bot_avatar=agent.bot_avatar,
+        primary_color=agent.primary_color,
+        welcome_message=agent.welcome_message,
+        suggested_messages=agent.suggested_messages,
+        actions=agent.actions,
+        require_identity=agent.require_identity,
+        remove_branding=agent.remove_branding,
+    )
 
 
 def summary(agent: Agent) -> AgentSummary:
@@ -138,6 +246,12 @@ def detail(agent: Agent) -> AgentDetail:
         conversation_ttl_seconds=agent.conversation_ttl_seconds,
         history_turns=agent.history_turns,
         history_tokens=agent.history_tokens,
+        allowed_origins=agent.allowed_origins,
+        identity_verification=agent.identity_secret is not None,
+        require_identity=agent.require_identity,
+        suggested_messages=agent.suggested_messages,
+        actions=agent.actions,
+        widget_monthly_cap=agent.widget_monthly_cap,
     )
 
 

@@ -26,6 +26,7 @@ from chatspark.errors import (
 )
 from chatspark.config import LimitsConfig
 from chatspark.store import Store
+from chatspark.store.credits import CreditAccount
 from chatspark.store.keys import ApiKeyRecord, KeyMode, RateState
 
 SCOPES = (
@@ -41,7 +42,9 @@ RATE_WINDOW_MS = 60_000
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling: the checked key's id, mode, scopes and the agents it may use (None: all)."""
+    """Who is calling: the checked key's id, mode, scopes and the agents it may use (None: all).
+    A widget visitor calls as a principal too (`chatspark/visitors.py`): no key, one agent, the
+    agent's widget cap."""
 
     key_id: str
     mode: KeyMode
@@ -50,6 +53,14 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     key_hash: str = ""
     monthly_cap: int = 0  # completed turns per month; 0: unlimited
     rate: RateState | None = None
+    widget_agent: int | None = None  # a visitor of this agent's widget, not a key
+
+    @property
+    def credit_account(self) -> CreditAccount:
+        """Whose monthly cap this caller's turns count against."""
+        if self.widget_agent is not None:
+            return CreditAccount("widget", str(self.widget_agent))
+        return CreditAccount("key", self.key_hash)
 
     def headers(self) -> dict[str, str]:
         """What every authenticated response tells the caller about its key."""

@@ -61,6 +61,17 @@ class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_store_error: Literal["closed", "open"] = "closed"
 
 
+class WidgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Browser access to public agents (the widget endpoints): limits exact across replicas."""
+
+    # Chat turns and lead submissions per visitor, and widget requests of any kind per client
+    # address (the connection's peer: behind a gateway, run uvicorn with proxy headers so it is the
+    # browser's), per sliding minute.
+    visitor_rate_per_minute: PositiveInt = 20
+    address_rate_per_minute: PositiveInt = 120
+    visitor_token_days: PositiveInt = 365
+
+
 class SeedSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A text source added to an agent once, at the first start that sees it (like seeded agents:
     later edits and deletions through the API win)."""
@@ -104,6 +115,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
+    widget: WidgetConfig = msgspec.field(default_factory=WidgetConfig)
     models: dict[str, ModelSettings] = {}
     embedders: dict[str, EmbedderSettings] = msgspec.field(
         default_factory=lambda: {"offline": EmbedderSettings(name="offline")}

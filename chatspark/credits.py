@@ -1,4 +1,4 @@
-"""Monthly caps of completed chat turns per API key, exact across replicas.
+"""Monthly caps of completed chat turns per API key (and per agent's widget), exact across replicas.
 
 A turn holds one credit before it runs (so twenty concurrent turns against a cap of five run
 five), the credit becomes a charge once the turn is stored, and goes back if the turn fails.
@@ -19,6 +19,7 @@ from chatspark import errors
 from chatspark.apikeys import Principal
 from chatspark.config import LimitsConfig
 from chatspark.store import Store
+from chatspark.store.credits import CreditAccount
 from chatspark.store.errors import StoreUnavailable
 
 log = logging.getLogger("chatspark.credits")
@@ -28,7 +29,7 @@ KEEP_USAGE_DAYS = 62  # a month's count outlives the month, for reporting
 class Hold(msgspec.Struct, frozen=True):
     """One credit held by a running turn; `TurnResources` charges or releases it, once."""
 
-    key_hash: str
+    account: CreditAccount
     month: str  # "2026-11" (UTC)
     token: str = msgspec.field(default_factory=lambda: secrets.token_hex(12))
 
@@ -45,10 +46,10 @@ class Credits:
         if caller.monthly_cap <= 0:
             return None
         now = datetime.now(UTC)
-        hold = Hold(caller.key_hash, f"{now:%Y-%m}")
+        hold = Hold(caller.credit_account, f"{now:%Y-%m}")
         try:
             held = await self.store.credits.hold(
-                hold.key_hash, hold.month, caller.monthly_cap, hold.token, int(self.limits.hold_seconds * 1000)
+                hold.account, hold.month, caller.monthly_cap, hold.token, int(self.limits.hold_seconds * 1000)
             )
         except StoreUnavailable:
             self._count_error("hold a credit")
@@ -56,15 +57,14 @@ class Credits:
                 raise
             return None
         if not held:
-            raise errors.CreditsExhausted(
-                f"This key's {caller.monthly_cap} chat turns for {hold.month} (UTC) are used up."
-            )
+            whose = "This agent's widget's" if hold.account.kind == "widget" else "This key's"
+            raise errors.CreditsExhausted(f"{whose} {caller.monthly_cap} chat turns for {hold.month} (UTC) are used up.")
         return hold
 
     async def charge(self, hold: Hold) -> None:
         """The turn was stored: its credit is spent."""
         try:
-            await self.store.credits.charge(hold.key_hash, hold.month, hold.token, _usage_ttl(hold.month))
+            await self.store.credits.charge(hold.account, hold.month, hold.token, _usage_ttl(hold.month))
         except StoreUnavailable:
             self._count_error("charge a stored turn")
 
@@ -72,7 +72,7 @@ class Credits:
         """The turn did not complete: its credit goes back. Safe under cancellation."""
         with anyio.CancelScope(shield=True):
             try:
-                await self.store.credits.release(hold.key_hash, hold.month, hold.token)
+                await self.store.credits.release(hold.account, hold.month, hold.token)
             except StoreUnavailable:
                 log.warning("could not release a credit; it lapses after %gs", self.limits.hold_seconds)
 

@@ -30,6 +30,9 @@ from chatspark.schemas import (
     StreamDelta,
     StreamDone,
     StreamFailure,
+    WidgetChatRequest,
+    WidgetSession,
+    WidgetSessionRequest,
 )
 
 REF = "#/components/schemas/{name}"
@@ -78,6 +81,8 @@ class Operation:
     one_of_required: tuple[str, ...] = ()  # body fields of which at least one must be a string
     links: tuple[Link, ...] = ()  # where the ids and cursors of its success answer lead
     also: tuple[tuple[int, str], ...] = ()  # other success statuses with the same body: (status, when)
+    widget: bool = False  # a browser's call: no key; an allowed `Origin`, answered with the CORS grant
+    visitor: bool = False  # takes the visitor token (`Chatspark-Visitor`)
 
 
 AGENTS = "/api/v1/agents"
@@ -90,6 +95,16 @@ TRAINING = f"{AGENT}/training"
 SOURCE = f"{TRAINING}/{{training_id}}"
 LEADS = f"{AGENT}/leads"
 LEAD = f"{LEADS}/{{lead_id}}"
+WIDGET = "/api/v1/widget/{agent_id}"
+WIDGET_SESSION = f"{WIDGET}/session"
+WIDGET_CHAT = f"{WIDGET}/chat"
+WIDGET_MESSAGES = f"{WIDGET}/conversations/{{conversation_id}}/messages"
+WIDGET_LEADS = f"{WIDGET}/leads"
+# Errors every widget call can answer: the origin rule (403, and 404 for an unknown agent), the
+# client address's limit, the store.
+_WIDGET = (errors.AgentAccessDenied, errors.AgentNotFound, errors.RateLimitExceeded, errors.ServiceUnavailable,
+           errors.InternalError)
+_VISITOR = (errors.ApiKeyInvalid, errors.ResourceNotFound)
 
 # Ids and cursors are server-issued; the links say which answer issues each and who takes it.
 _SAME_AGENT = ("agent_id", "$request.path.agent_id")
@@ -191,6 +206,25 @@ OPERATIONS: tuple[Operation, ...] = (
               links=(Link("DeleteLead", "delete", LEAD, (_SAME_AGENT, ("lead_id", "$response.body#/lead/id"))),)),
     Operation("delete", LEAD, "Erase a lead: its data leaves the store.", None, status=204, scope="leads",
               failures=_ON_AGENT),
+    Operation("post", WIDGET_SESSION, "A browser's visitor token and what it may show of the public agent "
+              "(optionally a verified user: `userId` + `hash`).", WidgetSession, body=WidgetSessionRequest,
+              widget=True, failures=_WIDGET + _WITH_BODY),
+    Operation("post", WIDGET_CHAT, "A visitor's turn, answered as the native chat is (JSON or server-sent events).",
+              ChatResponse, body=WidgetChatRequest, idempotent=True, widget=True, visitor=True,
+              failures=_WIDGET + _VISITOR + _WITH_BODY + (
+                  errors.IdempotencyConflict, errors.ConversationBusy, errors.CreditsExhausted, errors.UpstreamError,
+                  errors.UpstreamTimeout)),
+    Operation("get", WIDGET_MESSAGES, "The messages of a conversation this visitor started, oldest first.",
+              MessagesPage, paged=True, widget=True, visitor=True,
+              failures=_WIDGET + _VISITOR + (errors.ValidationFailed,),
+              links=(Link("NextPage", "get", WIDGET_MESSAGES, (_SAME_AGENT, _SAME_CONVERSATION, _NEXT_CURSOR)),)),
+    Operation("post", WIDGET_LEADS, "The widget's form: capture a lead as the server API does (at least an `email` "
+              "or a `phone`); a `conversationId` must be one this visitor started.", LeadEnvelope, status=201,
+              body=NewLead, idempotent=True, one_of_required=("email", "phone"), widget=True, visitor=True,
+              failures=_WIDGET + _VISITOR + _WITH_BODY + (errors.IdempotencyConflict,)),
+    *(Operation("options", path, "CORS preflight: 204 with the grant for an allowed origin, else refused.", None,
+                status=204, widget=True, failures=_WIDGET[:2])
+      for path in (WIDGET_SESSION, WIDGET_CHAT, WIDGET_MESSAGES, WIDGET_LEADS)),
 )
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -235,6 +269,21 @@ _IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255,
                "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"},
 }
+_ORIGIN = {
+    "name": "Origin",
+    "in": "header",
+    "required": True,
+    "description": "The page's origin (browsers send it): one of the agent's `allowedOrigins`, or the service's "
+                   "own. Missing or any other: 403 AGENT_ACCESS_DENIED without CORS headers.",
+    "schema": {"type": "string"},
+}
+_VISITOR_TOKEN = {
+    "name": "Chatspark-Visitor",
+    "in": "header",
+    "required": True,
+    "description": "The `visitorToken` of this agent's session. Missing, forged, expired or another agent's: 401.",
+    "schema": {"type": "string", "maxLength": 1024},
+}
 _REQUEST_ID = {
     "name": "x-request-id",
     "in": "header",
@@ -253,6 +302,8 @@ _HEADERS = {
     "X-RateLimit-Reset": {"description": "Seconds until the window resets.", "schema": {"type": "integer"}},
     "Chatspark-Mode": {"description": "The key's mode.", "schema": {"type": "string", "enum": ["live", "test"]}},
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+    "Access-Control-Allow-Origin": {"description": "The request's origin, once the origin rule allowed it.",
+                                    "schema": {"type": "string"}},
     "Idempotent-Replayed": {"description": "`true` when this answer replays an earlier request's.",
                             "schema": {"type": "string", "enum": ["true"]}},
 }
@@ -267,6 +318,10 @@ def _headers(op: Operation, status: int) -> dict[str, Any]:
     names = ["x-request-id"]
     if op.scope is not None:
         names += ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Chatspark-Mode"]
+    if op.widget:
+        names.append("Access-Control-Allow-Origin")
+        if op.method != "options":
+            names += ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
     if status in (409, 429, 503):
         names.append("Retry-After")
     if op.idempotent and status < 300:
@@ -301,7 +356,7 @@ def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         success["content"] = _json({"type": "object"})
     elif op.answer is not None:
         success["content"] = _json(refs[op.answer])
-    if op.body is ChatRequest:
+    if op.body in (ChatRequest, WidgetChatRequest):
         success["content"]["text/event-stream"] = {"schema": _stream_event(refs)}
     if op.links:
         success["links"] = {
@@ -345,6 +400,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         parameters += _PAGE_PARAMETERS
     if op.idempotent:
         parameters.append(_IDEMPOTENCY_KEY)
+    if op.widget:
+        parameters += [_ORIGIN, _VISITOR_TOKEN] if op.visitor else [_ORIGIN]
     parameters.append(_REQUEST_ID)
     spec: dict[str, Any] = {
         "operationId": _operation_id(op.method, op.path),
@@ -354,6 +411,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
     }
     if op.scope is None:
         spec["security"] = []
+        if op.widget:
+            spec["description"] = "From a browser, without a key: the agent must be public and `Origin` allowed."
     else:
         spec["description"] = f"Needs the `{op.scope}` scope."
     if op.body is not None:
@@ -369,8 +428,10 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
 
 def _chat_request_schema(components: dict[str, Any], max_message_chars: int) -> None:
     """What `ChatRequest`'s type cannot say: a message with a non-space character, within the limit."""
-    message = components["ChatRequest"]["properties"]["message"]
-    message.update(minLength=1, maxLength=max_message_chars, pattern=NON_SPACE_PATTERN)
+    for request in ("ChatRequest", "WidgetChatRequest"):
+        components[request]["properties"]["message"].update(
+            minLength=1, maxLength=max_message_chars, pattern=NON_SPACE_PATTERN
+        )
 
 
 def _agent_changes_schema(components: dict[str, Any], models: tuple[str, ...]) -> None:
@@ -392,7 +453,8 @@ def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> d
     types = [
         ChatRequest, ChatResponse, StreamDelta, StreamDone, StreamFailure, Health, AgentsPage, AgentEnvelope,
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
-        SourcesPage, SourceEnvelope, AddSource, LeadsPage, LeadEnvelope, NewLead, ErrorEnvelope,
+        SourcesPage, SourceEnvelope, AddSource, LeadsPage, LeadEnvelope, NewLead, ErrorEnvelope, WidgetSessionRequest,
+        WidgetSession, WidgetChatRequest,
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)

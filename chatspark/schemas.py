@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from backends.base import TokenUsage
-from chatspark.agents import AgentDetail, AgentSummary
+from chatspark.agents import AgentDetail, AgentSummary, WidgetAgent
 from chatspark.errors import ErrorBody, ValidationFailed
 from chatspark.store.conversations import Citation
 from chatspark.wire import Request, Wire
@@ -31,6 +31,34 @@ class ChatRequest(Request):
     conversation_id: str | None = None
     stream: bool = False
     temperature: Temperature | None = None
+
+
+class WidgetChatRequest(Request):
+    """A widget turn: the native request without `temperature` (a visitor does not tune the agent)."""
+
+    message: str
+    conversation_id: str | None = None
+    stream: bool = False
+
+    def native(self) -> ChatRequest:
+        return ChatRequest(message=self.message, conversation_id=self.conversation_id, stream=self.stream)
+
+
+class WidgetSessionRequest(Request):
+    """`visitorToken`: the one a previous session gave (keeps the visitor). `userId` + `hash`: the
+    host page vouches for its signed-in user (hex HMAC-SHA256 of the user id with the agent's
+    identity secret)."""
+
+    visitor_token: Annotated[str, Meta(max_length=1024)] | None = None
+    user_id: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    hash: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class WidgetSession(Wire):
+    visitor_token: str  # send as `Chatspark-Visitor` on every other widget call
+    visitor_id: str
+    identified: bool  # a verified user
+    agent: WidgetAgent
 
 
 class ContextReport(Wire):

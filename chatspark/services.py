@@ -14,6 +14,8 @@ from chatspark.pagination import Cursors
 from chatspark.store import Store
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.visitors import Visitors
+from chatspark.widget_limits import WidgetLimits
 
 
 class Services(msgspec.Struct, kw_only=True):
@@ -26,4 +28,6 @@ class Services(msgspec.Struct, kw_only=True):
     cursors: Cursors
     idempotent_turns: IdempotentTurns
     training: Training
+    visitors: Visitors
+    widget_limits: WidgetLimits
     leads: Leads

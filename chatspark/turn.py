@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, aclosing
 
 import anyio
@@ -126,8 +126,12 @@ class Turns:
         self.leases = leases
         self.credits = credits
 
-    async def prepare(self, agent_id: int, request: ChatRequest, principal: Principal) -> PreparedTurn:
-        """Everything that can fail before the first byte: access, agent, message, credit, conversation."""
+    async def prepare(
+        self, agent_id: int, request: ChatRequest, principal: Principal, *,
+        new_id: Callable[[], str] = new_conversation_id,
+    ) -> PreparedTurn:
+        """Everything that can fail before the first byte: access, agent, message, credit, conversation.
+        `new_id` names a new conversation (a widget visitor's ids prove whose it is)."""
         asked = now_ms()
         principal.require_agent(agent_id)
         agent = await self.agents.cached(agent_id)
@@ -139,7 +143,7 @@ class Turns:
         try:
             await resources.hold_credit(principal)
             conversation_id, is_new, history, stored_turns, knowledge_version = await self._claim(
-                request.conversation_id, agent, resources
+                request.conversation_id, agent, resources, new_id
             )
             grounding = await self.retriever.ground(
                 agent.id, knowledge_version, message, agent.bot_no_answer, self.config.knowledge.max_knowledge_tokens
@@ -170,13 +174,13 @@ class Turns:
         )
 
     async def _claim(
-        self, requested: str | None, agent: Agent, resources: TurnResources
+        self, requested: str | None, agent: Agent, resources: TurnResources, new_id: Callable[[], str]
     ) -> tuple[str, bool, list[StoredTurn], int, int]:
         """The conversation this turn continues (or a new one), its lease held in `resources` so no
         other turn of it runs meanwhile, read in one round trip with the agent's knowledge version:
         (id, is new, recent turns, stored turn count, knowledge version)."""
         if requested is None:
-            lease = Lease("conversation", new_conversation_id())
+            lease = Lease("conversation", new_id())
             _, version = await self.store.open_turn(agent.id, lease)
             resources.hold_lease(lease)
             return lease.name, True, [], 0, version

@@ -19,6 +19,9 @@ from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api import leads as leads_api
 from chatspark.api import training as training_api
+from chatspark.api import widget as widget_api
+from chatspark.api import widget_assets
+from chatspark.api.cors import preflight
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -44,6 +47,8 @@ from chatspark.store import Store, open_store, safe_url
 from chatspark.store.errors import StoreUnavailable
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.visitors import Visitors
+from chatspark.widget_limits import WidgetLimits
 
 log = logging.getLogger("chatspark")
 
@@ -53,6 +58,7 @@ DEV_KEY_FILE = Path(".chatspark-dev-key")
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
+WIDGET = "/api/v1/widget/{agent_id}"
 LEADS = "/api/v1/agents/{agent_id}/leads"
 
 
@@ -87,6 +93,8 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 cursors=cursors,
                 idempotent_turns=IdempotentTurns(turns, store.journal, leases, turns_group),
                 training=Training(store, cursors, config.knowledge),
+                visitors=Visitors(store.visitor_secret, config.widget.visitor_token_days),
+                widget_limits=WidgetLimits(store, config.widget),
                 leads=Leads(store, cursors, agents),
             )
             if dev_key:
@@ -127,6 +135,16 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
             _resource(TRAINING, GET=training_api.list_sources, POST=training_api.add_source),
             _resource(f"{TRAINING}/{{training_id}}", GET=training_api.get_source, DELETE=training_api.delete_source),
+            # What a browser loads, no auth (widget_assets.PATHS; not in the OpenAPI document).
+            _resource("/widget.js", GET=widget_assets.widget_js),
+            _resource("/demo", GET=widget_assets.demo),
+            _resource("/", GET=widget_assets.root),
+            # Browsers, without a key: each path answers its CORS preflight.
+            _resource(f"{WIDGET}/session", POST=widget_api.session, OPTIONS=preflight),
+            _resource(f"{WIDGET}/chat", POST=widget_api.chat, OPTIONS=preflight),
+            _resource(f"{WIDGET}/conversations/{{conversation_id}}/messages", GET=widget_api.list_messages,
+                      OPTIONS=preflight),
+            _resource(f"{WIDGET}/leads", POST=widget_api.create_lead, OPTIONS=preflight),
             _resource(LEADS, GET=leads_api.list_leads, POST=leads_api.create_lead),
             _resource(f"{LEADS}/{{lead_id}}", DELETE=leads_api.delete_lead),
         ],
@@ -179,7 +197,8 @@ async def _print_dev_key(store: Store, port: int) -> None:
         f"\n  Dev API key (test mode, every scope, {'still valid, reused' if reused else 'new'}; expires within "
         f"{DEV_KEY_HOURS} h; kept in {DEV_KEY_FILE}):\n\n    {plain}\n\n"
         f"  Try: curl -s localhost:{port}/api/v1/agents/1/chat -H 'Authorization: Bearer {plain}' "
-        "-H 'content-type: application/json' -d '{\"message\": \"When are you open?\"}'\n",
+        "-H 'content-type: application/json' -d '{\"message\": \"When are you open?\"}'\n"
+        f"  Or chat in the widget: http://localhost:{port}/demo\n",
         file=sys.stdout,
         flush=True,
     )

@@ -136,3 +136,29 @@ def test_leads_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
         assert [lead["id"] for lead in rest["leads"]] == [first.json()["lead"]["id"]]
         assert http.delete(f"{AGENTS}/{agent}/leads/{first.json()['lead']['id']}").status_code == 204
         assert http.delete(f"{AGENTS}/{agent}").status_code == 204
+
+
+def test_the_widget_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def]
+    """Visitor and address limits (two logs in two slots), the agent's widget cap, a widget turn
+    streamed and continued, its messages and a lead."""
+    origin = {"origin": "https://shop.example"}
+    with cluster_server.client(cluster_server.key()) as http:
+        agent = http.post(AGENTS, json={"name": "Widget", "model": "local", "allowedOrigins": [origin["origin"]],
+                                        "widgetMonthlyCap": 3}).json()["agent"]["id"]
+    with cluster_server.client() as browser:
+        base = f"/api/v1/widget/{agent}"
+        session = browser.post(f"{base}/session", json={}, headers=origin)
+        assert session.status_code == 200, session.text
+        visitor = {**origin, "chatspark-visitor": session.json()["visitorToken"]}
+        first = browser.post(f"{base}/chat", json={"message": "hi", "stream": True}, headers=visitor)
+        assert '"done":true' in first.text and first.headers["access-control-allow-origin"] == origin["origin"]
+        cid = first.text.split('"conversationId":"')[1].split('"')[0]
+        second = browser.post(f"{base}/chat", json={"message": "again", "conversationId": cid}, headers=visitor)
+        assert second.status_code == 200, second.text
+        rows = browser.get(f"{base}/conversations/{cid}/messages", headers=visitor).json()["messages"]
+        assert [r["content"] for r in rows if r["role"] == "user"] == ["hi", "again"]
+        lead = browser.post(f"{base}/leads", json={"email": "ann@example.com", "conversationId": cid}, headers=visitor)
+        assert lead.status_code == 201, lead.text
+        assert browser.post(f"{base}/chat", json={"message": "three"}, headers=visitor).status_code == 200
+        capped = browser.post(f"{base}/chat", json={"message": "four"}, headers=visitor)
+        assert capped.status_code == 402 and capped.json()["error"]["code"] == "CREDITS_EXHAUSTED"

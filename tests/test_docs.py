@@ -8,7 +8,7 @@ from pathlib import Path
 from chatspark.openapi import document
 
 CONTRACT = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-OPERATION = re.compile(r"\b(GET|POST|PATCH|PUT|DELETE) (/[^\s(),`]+)")
+OPERATION = re.compile(r"\b(GET|POST|PATCH|PUT|DELETE|OPTIONS) (/[^\s(),`]+)")
 
 
 def normalised(path: str) -> str:

@@ -7,6 +7,7 @@ import schemathesis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from chatspark.api import widget_assets
 from chatspark.config import load_config
 from chatspark.openapi import ERROR_STATUS, document
 from chatspark.web import create_app
@@ -34,7 +35,7 @@ def test_document_covers_exactly_the_app_routes() -> None:
         for route in app.routes
         if isinstance(route, Route)
         for method in route.methods or ()
-        if method != "HEAD"
+        if method != "HEAD" and route.path not in widget_assets.PATHS  # a script and pages, not API operations
     }
     assert routed  # the comparison below is not vacuous
     assert documented_operations(document()) == routed
@@ -77,6 +78,11 @@ def test_bearer_auth_on_every_operation_but_health_and_the_document() -> None:
             if (method.upper(), path) in PUBLIC:
                 assert op["security"] == [], path
                 assert "401" not in op["responses"], path
+            elif path.startswith("/api/v1/widget/"):
+                # Browsers: never a key; the origin rule answers 403 to anyone else.
+                assert op["security"] == [], path
+                assert any(p["name"] == "Origin" and p["required"] for p in op["parameters"]), (method, path)
+                assert "403" in op["responses"], (method, path)
             else:
                 assert "security" not in op, path  # inherits the document's bearer requirement
                 assert {"401", "403", "429", "500", "503"} <= set(op["responses"]), (method, path)
@@ -178,6 +184,7 @@ def test_chat_create_agent_add_source_and_capture_lead_take_an_idempotency_key()
     }
     assert with_key == {
         ("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents"), ("POST", "/api/v1/agents/{agent_id}/training"),
+        ("POST", "/api/v1/widget/{agent_id}/chat"), ("POST", "/api/v1/widget/{agent_id}/leads"),
         ("POST", "/api/v1/agents/{agent_id}/leads"),
     }
 

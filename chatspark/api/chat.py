@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 from starlette.requests import Request
@@ -14,7 +14,7 @@ from chatspark.idempotent_turns import Claim
 from chatspark.schemas import ChatRequest
 from chatspark.services import Services
 from chatspark.sse import EventStream
-from chatspark.turn import PreparedTurn, Turns
+from chatspark.turn import PreparedTurn, Turns, new_conversation_id
 from chatspark.turn_events import turn_frames
 
 REPLAYED = {"idempotent-replayed": "true"}
@@ -25,11 +25,20 @@ async def chat(request: Request) -> Response | EventStream:
     agent = agent_id(request)
     key = idempotency_key(request)
     body = await json_body(request, ChatRequest)
+    return await answer(request, caller, agent, body, key)
+
+
+async def answer(
+    request: Request, caller: Principal, agent: int, body: ChatRequest, key: str | None,
+    new_id: Callable[[], str] = new_conversation_id,
+) -> Response | EventStream:
+    """One turn for a checked caller, as JSON or a stream, directly or through the turn journal
+    (`key`: its Idempotency-Key). The native chat endpoint and the widget's both answer here."""
     svc = services(request)
     if key is not None:
         claim = await svc.idempotent_turns.claim(caller, key, agent, body)
-        return await _idempotent(request, svc, claim, agent, body, caller)
-    turn = await svc.turns.prepare(agent, body, caller)
+        return await _idempotent(request, svc, claim, agent, body, caller, new_id)
+    turn = await svc.turns.prepare(agent, body, caller, new_id=new_id)
     if not body.stream:
         return json_response(await svc.turns.complete(turn))
     # on_close: a client that left before the stream started still gives the turn's lease and credit back.
@@ -45,13 +54,14 @@ async def _frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[bytes]:
 
 
 async def _idempotent(
-    request: Request, svc: Services, claim: Claim, agent: int, body: ChatRequest, caller: Principal
+    request: Request, svc: Services, claim: Claim, agent: int, body: ChatRequest, caller: Principal,
+    new_id: Callable[[], str],
 ) -> Response | EventStream:
     """Runs the claimed turn (if this request claimed it first), then follows its journal."""
     turns = svc.idempotent_turns
     if claim.state == "new":
         try:
-            turn = await svc.turns.prepare(agent, body, caller)
+            turn = await svc.turns.prepare(agent, body, caller, new_id=new_id)
         except BaseException:
             await turns.abandon(claim)
             raise

@@ -9,7 +9,8 @@
 | `leases.py`      | one running turn per conversation, one runner per idempotent turn     |
 | `journal.py`     | idempotent chat turns: record and answer frames                       |
 | `keys.py`        | API keys (by hash) and their rate limits                              |
-| `credits.py`     | monthly credits held and charged per key                              |
+| `credits.py`     | monthly credits held and charged per key and per agent's widget       |
+| `limits.py`      | the widget's request rate limits, per visitor and per client address  |
 | `agents.py`      | agents, their index and idempotent creation                           |
 | `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
 | `leads.py`       | an agent's leads, their list, idempotent creation, per-day counts     |
@@ -36,6 +37,7 @@ from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import Layout
 from chatspark.store.leads import LeadStore
 from chatspark.store.leases import Lease, LeaseStore
+from chatspark.store.limits import RateStore
 
 log = logging.getLogger("chatspark.store")
 
@@ -56,6 +58,7 @@ class Store:
         )
         self.keys = KeyStore(redis, layout)
         self.credits = CreditStore(redis, layout)
+        self.rates = RateStore(redis, layout)
         self.knowledge = KnowledgeStore(redis, layout)
         self.leads = LeadStore(redis, layout)
         self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads)
@@ -94,7 +97,14 @@ class Store:
 
     async def cursor_secret(self) -> bytes:
         """The deployment's cursor-signing key, made once by whichever replica asks first."""
-        key = self._layout.cursor_secret()
+        return await self._singleton_secret(self._layout.cursor_secret())
+
+    async def visitor_secret(self) -> bytes:
+        """The deployment's key for visitor tokens and widget conversation ids (like the cursor
+        secret: every replica must accept what any other signed)."""
+        return await self._singleton_secret(self._layout.visitor_secret())
+
+    async def _singleton_secret(self, key: str) -> bytes:
         await self.redis.run(lambda r: r.set(key, secrets.token_bytes(32), nx=True))
         return bytes(await self.redis.run(lambda r: r.get(key)))
 

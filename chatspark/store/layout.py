@@ -55,6 +55,16 @@ Cluster slot in one round trip.
 | {p}:key:{<sha256>}:used:<YYYY-MM> | string | completed turns that month; TTL the month + 62 days     |
 | {p}:key:{<sha256>}:held:<YYYY-MM> | zset   | credits held by running turns, scored by their expiry;  |
 |                                   |        | PX the hold time                                        |
+| {p}:visitor-secret                | string | HMAC key of visitor tokens and of widget conversation   |
+|                                   |        | ids; a singleton, never expires (deleting it signs out  |
+|                                   |        | every visitor: their conversations stay, unreachable)   |
+| {p}:visitor:{<agent>:<vid>}:rate  | zset   | a widget visitor's chat turns and leads of the last     |
+|                                   |        | minute; PX one window                                   |
+| {p}:address:{<ip>}:rate           | zset   | widget requests from one client address in the last     |
+|                                   |        | minute (all agents); PX one window                      |
+| {p}:agent:{<id>}:widget-used:<M>  | string | the agent's completed widget turns that month (UTC);    |
+|                                   |        | TTL the month + 62 days                                 |
+| {p}:agent:{<id>}:widget-held:<M>  | zset   | widget credits held by running turns; PX the hold time  |
 """
 
 from __future__ import annotations
@@ -124,6 +134,20 @@ class Layout:
         """(used, held) credit counters of one key for one month (`2026-11`), in the key's slot."""
         tag = f"{self.prefix}:key:{{{key_hash}}}"
         return f"{tag}:used:{month}", f"{tag}:held:{month}"
+
+    def widget_credits(self, agent_id: int, month: str) -> tuple[str, str]:
+        """(used, held) counters of an agent's widget turns for one month, in the agent's slot."""
+        tag = f"{self.prefix}:agent:{{{agent_id}}}"
+        return f"{tag}:widget-used:{month}", f"{tag}:widget-held:{month}"
+
+    def visitor_secret(self) -> str:
+        return f"{self.prefix}:visitor-secret"
+
+    def visitor_rate_log(self, agent_id: int, visitor_id: str) -> str:
+        return f"{self.prefix}:visitor:{{{agent_id}:{visitor_id}}}:rate"
+
+    def address_rate_log(self, address: str) -> str:
+        return f"{self.prefix}:address:{{{address}}}:rate"
 
     def api_key_index(self) -> str:
         return f"{self.prefix}:keys"

@@ -54,34 +54,52 @@ redis.call('DEL', KEYS[5])
 return {1, count, tonumber(redis.call('HGET', meta, 'created'))}
 """)
 
-# Looks up an API key and counts the request against its rate limit (a sliding window on Redis'
-# clock, so every replica agrees). Invalid, revoked and expired keys are not counted.
+# A sliding window on Redis' clock (so every replica agrees), shared by the scripts that count
+# requests: drops what left the window, counts this request if it fits, and answers
+# (allowed 1|0, remaining, ms until the oldest counted request leaves). Refused requests are not counted.
+_SLIDING_WINDOW = """
+local function count_request(log, now, window, limit, member)
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+  local count = redis.call('ZCARD', log)
+  local allowed = 0
+  if count < limit then
+    redis.call('ZADD', log, now, member)
+    count = count + 1
+    allowed = 1
+  end
+  redis.call('PEXPIRE', log, window)
+  local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+  local reset = 0
+  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+  return allowed, limit - count, reset
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+"""
+
+# Looks up an API key and counts the request against its rate limit. Invalid, revoked and expired
+# keys are not counted.
 # KEYS: record, rate log. ARGV: window ms, default limit, a unique member for this request.
 # Returns {record JSON or nil} or {record, allowed 1|0, limit, remaining, ms until the oldest leaves}.
-AUTHENTICATE = Script("authenticate", """
+AUTHENTICATE = Script("authenticate", _SLIDING_WINDOW + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {false} end
 local key = cjson.decode(raw)
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 if key['revoked'] ~= cjson.null and key['revoked'] ~= nil then return {raw} end
 if key['expires'] ~= cjson.null and key['expires'] ~= nil and key['expires'] <= now then return {raw} end
 local limit = tonumber(ARGV[2])
 if key['rate_limit'] ~= cjson.null and key['rate_limit'] ~= nil then limit = tonumber(key['rate_limit']) end
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[2])
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[2], now, ARGV[3])
-  count = count + 1
-  allowed = 1
-end
-redis.call('PEXPIRE', KEYS[2], window)
-local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-local reset = 0
-if oldest[2] then reset = tonumber(oldest[2]) + window - now end
-return {raw, allowed, limit, limit - count, reset}
+local allowed, remaining, reset = count_request(KEYS[2], now, tonumber(ARGV[1]), limit, ARGV[3])
+return {raw, allowed, limit, remaining, reset}
+""")
+
+# Counts one request against a rate limit (a widget visitor's, a client address's).
+# KEYS: rate log. ARGV: window ms, limit, a unique member for this request.
+# Returns {allowed 1|0, limit, remaining, ms until the oldest counted request leaves}.
+COUNT_REQUEST = Script("count_request", _SLIDING_WINDOW + """
+local limit = tonumber(ARGV[2])
+local allowed, remaining, reset = count_request(KEYS[1], now, tonumber(ARGV[1]), limit, ARGV[3])
+return {allowed, limit, remaining, reset}
 """)
 
 # Holds one credit for a turn about to run, if the month's completed plus held turns are below
