@@ -12,6 +12,7 @@
 | `credits.py`     | monthly credits held and charged per key                              |
 | `agents.py`      | agents, their index and idempotent creation                           |
 | `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
+| `webhooks.py`    | webhooks, the event outbox, deliveries, their queue and retries       |
 | `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
 """
 
@@ -34,6 +35,7 @@ from chatspark.store.keys import KeyStore
 from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import Layout
 from chatspark.store.leases import Lease, LeaseStore
+from chatspark.store.webhooks import WebhookStore
 
 log = logging.getLogger("chatspark.store")
 
@@ -54,8 +56,9 @@ class Store:
         )
         self.keys = KeyStore(redis, layout)
         self.credits = CreditStore(redis, layout)
-        self.knowledge = KnowledgeStore(redis, layout)
-        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge)
+        self.webhooks = WebhookStore(redis, layout)
+        self.knowledge = KnowledgeStore(redis, layout, self.webhooks)
+        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.webhooks)
 
     @property
     def embedded(self) -> bool:
