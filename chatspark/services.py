@@ -13,6 +13,7 @@ from chatspark.pagination import Cursors
 from chatspark.store import Store
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.webhooks import Webhooks
 
 
 class Services(msgspec.Struct, kw_only=True):
@@ -25,3 +26,4 @@ class Services(msgspec.Struct, kw_only=True):
     cursors: Cursors
     idempotent_turns: IdempotentTurns
     training: Training
+    webhooks: Webhooks

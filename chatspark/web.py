@@ -18,6 +18,7 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
 from chatspark.api import training as training_api
+from chatspark.api import webhooks as webhooks_api
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -42,6 +43,8 @@ from chatspark.store import Store, open_store, safe_url
 from chatspark.store.errors import StoreUnavailable
 from chatspark.training import Training
 from chatspark.turn import Turns
+from chatspark.webhook_delivery import WebhookDelivery
+from chatspark.webhooks import Webhooks
 
 log = logging.getLogger("chatspark")
 
@@ -51,6 +54,7 @@ DEV_KEY_FILE = Path(".chatspark-dev-key")
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
+WEBHOOK = "/api/v1/webhooks/{webhook_id}"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -84,6 +88,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 cursors=cursors,
                 idempotent_turns=IdempotentTurns(turns, store.journal, leases, turns_group),
                 training=Training(store, cursors, config.knowledge),
+                webhooks=Webhooks(store, cursors, config.webhooks),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -93,6 +98,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             background.start_soon(leases.run)
             background.start_soon(_warm, models)  # litellm's import (seconds) does not delay readiness
             background.start_soon(ingestion.run)
+            background.start_soon(WebhookDelivery(store, config.webhooks).run)
             background.start_soon(_seed_knowledge, app.state.services.training, config)
             drain.install()
             try:
@@ -123,6 +129,10 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{CONVERSATION}/messages/{{message_id}}/feedback", POST=conversations_api.rate_message),
             _resource(TRAINING, GET=training_api.list_sources, POST=training_api.add_source),
             _resource(f"{TRAINING}/{{training_id}}", GET=training_api.get_source, DELETE=training_api.delete_source),
+            _resource("/api/v1/webhooks", GET=webhooks_api.list_webhooks, POST=webhooks_api.create_webhook),
+            _resource(WEBHOOK, GET=webhooks_api.get_webhook, PATCH=webhooks_api.update_webhook,
+                      DELETE=webhooks_api.delete_webhook),
+            _resource(f"{WEBHOOK}/deliveries", GET=webhooks_api.list_deliveries),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
