@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from aiohttp import web
 
@@ -152,10 +151,8 @@ def start_app(redis_url: str, key_prefix: str) -> Iterator[Callable[..., InProce
     own = f"{key_prefix}-wh-{secrets.token_hex(3)}"
 
     def start(prefix: str | None = None, **webhooks: Any) -> InProcessServer:
-        config = make_config(redis_url, prefix or own, knowledge={"seed": []})
         settings = {"allow_private_urls": True, "retry_seconds": [0.3, 0.3, 0.3], **webhooks}
-        config = msgspec.structs.replace(config, webhooks=msgspec.structs.replace(config.webhooks, **settings))
-        server = InProcessServer(config).start()
+        server = InProcessServer(make_config(redis_url, prefix or own, knowledge={"seed": []}, webhooks=settings)).start()
         started.append(server)
         return server
 
