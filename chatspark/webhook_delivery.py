@@ -112,6 +112,9 @@ class WebhookDelivery:
                     await webhooks.wait_for_events(outboxes[0], block_ms=1000)
             except StoreUnavailable:
                 await anyio.sleep(1)
+            except Exception:  # a bug must not stop deliveries (nor, through the task group, the app)
+                log.exception("webhook relay failed; trying again")
+                await anyio.sleep(1)
 
     async def _move_retries(self) -> None:
         interval = max(0.05, min(0.5, min(self.config.retry_seconds, default=1.0) / 4))
@@ -120,6 +123,8 @@ class WebhookDelivery:
                 await self.store.webhooks.move_due(now_ms())
             except StoreUnavailable:
                 pass
+            except Exception:
+                log.exception("moving due webhook retries failed; trying again")
             await anyio.sleep(interval)
 
     async def _keep_claims(self) -> None:
@@ -148,6 +153,10 @@ class WebhookDelivery:
                 if not found:
                     found = await self.store.webhooks.next_deliveries(self.consumer, free, block_ms=500)
             except StoreUnavailable:
+                await anyio.sleep(1)
+                continue
+            except Exception:
+                log.exception("reading the webhook delivery queue failed; trying again")
                 await anyio.sleep(1)
                 continue
             for queued in found:
@@ -183,6 +192,8 @@ class WebhookDelivery:
         except StoreUnavailable:
             # Left unacknowledged: attempted again (here or elsewhere) once idle past claim_idle_seconds.
             log.warning("webhook delivery %s paused: the store is unreachable", queued.delivery_id)
+        except Exception:  # left unacknowledged too; a bug here must not stop the other deliveries
+            log.exception("webhook delivery %s failed on our side", queued.delivery_id)
         finally:
             self._running.pop(queued.entry, None)
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from chatspark.store.layout import Layout
 from tests.conftest import InProcessServer, make_config
 
 WEBHOOKS = "/api/v1/webhooks"
@@ -432,3 +433,14 @@ def test_a_delivery_claimed_by_a_replica_that_stopped_is_taken_over(start_app, r
     with second.client(second.key("test")) as http:
         done = wait_for_delivery(http, webhook["id"], "delivered")
     assert done["id"] == claimed.delivery and done["attempts"] == 1 and done["lastStatusCode"] == 200
+
+
+def test_an_outbox_entry_that_is_not_an_event_does_not_hold_up_the_events_behind_it(app, http, receiver, raw_redis):  # type: ignore[no-untyped-def]
+    outbox = Layout(app.config.store.prefix).webhook_outbox()
+    agent = new_agent(http)
+    register(http, receiver.url("/after"), ["agent.updated"])
+    raw_redis.xadd(outbox, {"e": "no.such.event", "a": "x"})
+    http.patch(f"/api/v1/agents/{agent}", json={"welcomeMessage": "after the bad entry"})
+    [received] = receiver.wait_for(1, "/after")
+    assert received.json["data"]["agentId"] == agent
+    assert raw_redis.xlen(outbox) == 0

@@ -29,6 +29,7 @@ How an event travels, and the seam for producers:
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from chatspark.store.errors import StoreUnavailable
 from chatspark.store.layout import Layout
 from chatspark.webhook_events import Event
 
+log = logging.getLogger("chatspark.webhooks")
 DELIVERY_GROUP = "deliver"
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 Outcome = Literal["ok", "retry", "failed", "drop", "defer", "skip"]
@@ -203,8 +205,19 @@ class WebhookStore:
         return [_text(o) for o in await self.redis.run(lambda r: r.zrange(registry, 0, -1))]
 
     async def pending_events(self, outbox: str, count: int) -> list[OutboxEntry]:
+        """The oldest events of the outbox. An entry that is not an event (written by hand, or by a
+        bug) is deleted, so it cannot hold up the events behind it."""
         entries = await self.redis.run(lambda r: r.xrange(outbox, "-", "+", count=count))
-        return [_outbox_entry(outbox, entry, fields) for entry, fields in entries]
+        found, malformed = [], []
+        for entry, fields in entries:
+            try:
+                found.append(_outbox_entry(outbox, entry, fields))
+            except (KeyError, ValueError, msgspec.ValidationError):
+                malformed.append(entry)
+        if malformed:
+            log.error("dropped %d malformed entries of the webhook outbox %s", len(malformed), outbox)
+            await self.redis.run(lambda r: r.xdel(outbox, *malformed))
+        return found
 
     async def wait_for_events(self, outbox: str, block_ms: int) -> None:
         """Returns when the outbox holds an entry, or after `block_ms`."""
@@ -306,8 +319,8 @@ def _text(value: Any) -> str:
 
 def _outbox_entry(outbox: str, entry: Any, fields: dict[Any, Any]) -> OutboxEntry:
     f = {_text(k): v for k, v in fields.items()}
-    event = Event(type=_text(f["e"]), agent_id=int(f["a"]), at=int(f["t"]),  # type: ignore[arg-type]
-                  data=f["d"] if isinstance(f["d"], bytes) else str(f["d"]).encode())
+    data = f["d"] if isinstance(f["d"], bytes) else str(f["d"]).encode()
+    event = msgspec.convert({"type": _text(f["e"]), "agent_id": int(f["a"]), "at": int(f["t"]), "data": data}, Event)
     return OutboxEntry(outbox=outbox, entry=_text(entry), event=event)
 
 
