@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from chatspark.store.layout import Layout
+from chatspark.config import DEFAULT_PATH as DEFAULT_CONFIG
 from tests.conftest import InProcessServer, make_config
 
 WEBHOOKS = "/api/v1/webhooks"
@@ -444,3 +445,33 @@ def test_an_outbox_entry_that_is_not_an_event_does_not_hold_up_the_events_behind
     [received] = receiver.wait_for(1, "/after")
     assert received.json["data"]["agentId"] == agent
     assert raw_redis.xlen(outbox) == 0
+
+
+def test_an_event_acknowledged_by_a_replica_killed_right_after_still_arrives(  # type: ignore[no-untyped-def]
+    spawn_server, start_app, fake_openai, receiver, redis_url, key_prefix, tmp_path
+):
+    """SIGKILL right after the PATCH answered: the event was written with the change, so another
+    replica delivers it (taking over the killed one's attempt if it had started one)."""
+    prefix = f"{key_prefix}-wh-kill-{secrets.token_hex(3)}"
+    shipped = DEFAULT_CONFIG.read_text()
+    config = shipped.replace('backend = "litellm"', 'backend = "openai"').replace(
+        "[webhooks]\n", "[webhooks]\nallow_private_urls = true\n").replace("claim_idle_seconds = 60 ", "claim_idle_seconds = 1 ")
+    assert config.count("allow_private_urls = true") == 1 and "claim_idle_seconds = 1 " in config
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    doomed = spawn_server(fake_openai.base_url, CHATSPARK_CONFIG=str(path), CHATSPARK_REDIS_PREFIX=prefix)
+    survivor_config = make_config(redis_url, prefix, knowledge={"seed": []})
+    key = InProcessServer(survivor_config).key("test")  # stored under the prefix; that server never starts
+    with doomed.client(key) as http:
+        agent = new_agent(http)
+        webhook, secret = register(http, receiver.plan("/kill", "hang", 200), ["agent.updated"], agentIds=[agent])
+        assert http.patch(f"/api/v1/agents/{agent}", json={"welcomeMessage": "last words"}).status_code == 200
+    doomed.process.kill()
+    doomed.process.wait(10)
+    survivor = start_app(prefix, claim_idle_seconds=1.0)
+    with survivor.client(key) as http:
+        done = wait_for_delivery(http, webhook["id"], "delivered")
+    received = receiver.received("/kill")
+    assert {r.delivery for r in received} == {done["id"]}
+    verify(received[-1], secret)
+    assert received[-1].json["data"]["changes"] == ["welcomeMessage"]
