@@ -96,15 +96,11 @@ class WebhookDelivery:
         webhooks = self.store.webhooks
         while True:
             try:
-                moved = 0
                 outboxes = await webhooks.outboxes()
-                for outbox in outboxes:
-                    entries = await webhooks.pending_events(outbox, RELAY_BATCH)
-                    if entries:
-                        hooks = await webhooks.all()
-                        await webhooks.fan_out(entries, hooks, now_ms(), self.config.keep_deliveries_seconds)
-                        moved += len(entries)
-                if moved:
+                entries = await webhooks.pending_events(outboxes, RELAY_BATCH)
+                if entries:
+                    hooks = await webhooks.all()
+                    await webhooks.fan_out(entries, hooks, now_ms(), self.config.keep_deliveries_seconds)
                     continue
                 if webhooks.cluster:  # outboxes in many slots: polled
                     await anyio.sleep(0.2)
@@ -167,11 +163,10 @@ class WebhookDelivery:
     async def _attempt(self, queued: QueuedDelivery, session: aiohttp.ClientSession, guard: GuardedResolver) -> None:
         webhooks = self.store.webhooks
         try:
-            delivery = await webhooks.delivery(queued.delivery_id)
-            webhook = None if delivery is None else await webhooks.get(delivery.webhook_id)
+            delivery, webhook = await webhooks.attempt(queued)
             if delivery is None or webhook is None or not webhook.active:
-                await webhooks.record(queued, 0 if delivery is None else delivery.webhook_id, "drop",
-                                      now=now_ms(), deactivate_after=self.config.deactivate_after)
+                await webhooks.record(queued, queued.webhook_id, "drop", now=now_ms(),
+                                      deactivate_after=self.config.deactivate_after)
                 return
             hook = webhook.record
             if delivery.status != "pending":

@@ -437,17 +437,19 @@ while KEYS[k] do
   redis.call('ZADD', KEYS[k + 1], now, id)
   redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', now - keep * 1000)
   redis.call('EXPIRE', KEYS[k + 1], keep)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id, 'w', ARGV[a + 1])
   k, a = k + 2, a + 4
 end
 return 1
 """)
 
 # Moves retries whose time has come back to the queue. KEYS: retry zset, queue. ARGV: now ms, at most.
+# A retry's member is '<delivery id>/<webhook id>', as the queue's entries carry both.
 MOVE_DUE = Script("move_due", """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(due) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id)
+for _, member in ipairs(due) do
+  local id, webhook = string.match(member, '^([^/]+)/(.*)$')
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id, 'w', webhook)
 end
 if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
 return #due
@@ -469,7 +471,7 @@ if not id then return 0 end
 local outcome = ARGV[3]
 if outcome == 'skip' then return 1 end
 if outcome == 'defer' then
-  redis.call('ZADD', KEYS[3], ARGV[5], id)
+  redis.call('ZADD', KEYS[3], ARGV[5], id .. '/' .. ARGV[7])
   return 1
 end
 if outcome == 'drop' then
@@ -485,7 +487,7 @@ if outcome == 'ok' then
 end
 if outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'status', 'pending', 'next', ARGV[5])
-  redis.call('ZADD', KEYS[3], ARGV[5], id)
+  redis.call('ZADD', KEYS[3], ARGV[5], id .. '/' .. ARGV[7])
   return 1
 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'next', '')

@@ -83,6 +83,7 @@ class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):
 class QueuedDelivery(msgspec.Struct, frozen=True, kw_only=True):
     entry: str  # the queue's stream entry id
     delivery_id: str
+    webhook_id: int
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -192,9 +193,16 @@ class WebhookStore:
         raws = await self.redis.pipeline(lambda p: [p.hgetall(self.layout.webhook_delivery(did)) for did in ids])
         return [_delivery(raw) for raw in raws if raw][:limit]  # an expired record is skipped
 
-    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
-        raw = await self.redis.run(lambda r: r.hgetall(self.layout.webhook_delivery(delivery_id)))
-        return _delivery(raw) if raw else None
+    async def attempt(self, queued: QueuedDelivery) -> tuple[DeliveryRecord | None, Webhook | None]:
+        """What an attempt needs, in one round trip: the delivery and its webhook (None: gone)."""
+        hooks, _, _ = self.layout.webhooks()
+        _, inactive = self.layout.webhook_state()
+        raw, hook, off = await self.redis.pipeline(lambda p: (
+            p.hgetall(self.layout.webhook_delivery(queued.delivery_id)), p.hget(hooks, queued.webhook_id),
+            p.hexists(inactive, queued.webhook_id),
+        ))
+        webhook = None if hook is None else Webhook(record=_record_decoder.decode(hook), active=not off)
+        return (_delivery(raw) if raw else None), webhook
 
     # -- the relay: outbox -> deliveries -----------------------------------------------------------
 
@@ -204,19 +212,21 @@ class WebhookStore:
         registry, _ = self.layout.webhook_outboxes()
         return [_text(o) for o in await self.redis.run(lambda r: r.zrange(registry, 0, -1))]
 
-    async def pending_events(self, outbox: str, count: int) -> list[OutboxEntry]:
-        """The oldest events of the outbox. An entry that is not an event (written by hand, or by a
-        bug) is deleted, so it cannot hold up the events behind it."""
-        entries = await self.redis.run(lambda r: r.xrange(outbox, "-", "+", count=count))
-        found, malformed = [], []
-        for entry, fields in entries:
-            try:
-                found.append(_outbox_entry(outbox, entry, fields))
-            except (KeyError, ValueError, msgspec.ValidationError):
-                malformed.append(entry)
-        if malformed:
-            log.error("dropped %d malformed entries of the webhook outbox %s", len(malformed), outbox)
-            await self.redis.run(lambda r: r.xdel(outbox, *malformed))
+    async def pending_events(self, outboxes: list[str], count: int) -> list[OutboxEntry]:
+        """The oldest events of each outbox, read in one pipeline. An entry that is not an event
+        (written by hand, or by a bug) is deleted, so it cannot hold up the events behind it."""
+        replies = await self.redis.pipeline(lambda p: [p.xrange(o, "-", "+", count=count) for o in outboxes])
+        found = []
+        for outbox, entries in zip(outboxes, replies, strict=True):
+            malformed = []
+            for entry, fields in entries:
+                try:
+                    found.append(_outbox_entry(outbox, entry, fields))
+                except (KeyError, ValueError, msgspec.ValidationError):
+                    malformed.append(entry)
+            if malformed:
+                log.error("dropped %d malformed entries of the webhook outbox %s", len(malformed), outbox)
+                await self.redis.run(lambda r, o=outbox, m=malformed: r.xdel(o, *m))
         return found
 
     async def wait_for_events(self, outbox: str, block_ms: int) -> None:
@@ -326,7 +336,7 @@ def _outbox_entry(outbox: str, entry: Any, fields: dict[Any, Any]) -> OutboxEntr
 
 def _queued(entry: Any, fields: dict[Any, Any]) -> QueuedDelivery:
     f = {_text(k): _text(v) for k, v in fields.items()}
-    return QueuedDelivery(entry=_text(entry), delivery_id=f["d"])
+    return QueuedDelivery(entry=_text(entry), delivery_id=f["d"], webhook_id=int(f.get("w") or 0))
 
 
 def _delivery(raw: dict[bytes, bytes]) -> DeliveryRecord:
