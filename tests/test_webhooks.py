@@ -364,7 +364,11 @@ def test_a_receiver_that_never_answers_does_not_delay_another_webhook(start_app,
         # Every event reached the live receiver while the dead one still holds its first attempts.
         assert len(receiver.received("/dead")) <= 2
         assert all(d["status"] == "pending" and d["attempts"] == 0 for d in deliveries(http, dead["id"]))
-        wait_for_deliveries(http, alive["id"], ["delivered"] * 6)
+        shown = wait_for_deliveries(http, alive["id"], ["delivered"] * 6)
+        assert {d["id"] for d in shown} == {r.delivery for r in receiver.received("/alive")}
+        first = http.get(f"{WEBHOOKS}/{alive['id']}/deliveries", params={"limit": 4}).json()
+        rest = http.get(f"{WEBHOOKS}/{alive['id']}/deliveries", params={"cursor": first["nextCursor"]}).json()
+        assert first["deliveries"] + rest["deliveries"] == shown and rest["nextCursor"] is None
 
 
 def test_a_webhook_failing_persistently_is_deactivated_and_patch_re_enables_it(start_app, receiver):  # type: ignore[no-untyped-def]
