@@ -59,36 +59,44 @@ class WebhookDelivery:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._running: dict[str, QueuedDelivery] = {}  # queue entry -> delivery, attempts in flight here
         self._busy: dict[int, int] = {}  # webhook id -> attempts in flight here
+        self._http: tuple[aiohttp.ClientSession, GuardedResolver] | None = None
 
     async def run(self) -> None:
         """Forever (cancelled at shutdown: an attempt cut short is taken over by another replica)."""
-        import aiohttp
-
-        from chatspark.knowledge.ssrf import GuardedResolver
-
         while True:
             try:
                 await self.store.webhooks.ensure_group()
                 break
             except StoreUnavailable:
                 await anyio.sleep(1)
-        guard = GuardedResolver(allow_private=self.config.allow_private_urls)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=guard, limit=self.config.concurrency),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,  # a proxy would connect on our behalf, past the guard
-            headers={"User-Agent": USER_AGENT},
-        )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._relay)
                 tasks.start_soon(self._move_retries)
                 tasks.start_soon(self._keep_claims)
-                await self._deliver(tasks, session, guard)
+                await self._deliver(tasks)
         finally:
-            with anyio.CancelScope(shield=True):
-                await session.close()
-                await guard.close()
+            if self._http is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._http[0].close()
+                    await self._http[1].close()
+
+    def _client(self) -> tuple[aiohttp.ClientSession, GuardedResolver]:
+        """The HTTP client, made at the first attempt: aiohttp's import (~0.2 s) does not delay a start."""
+        if self._http is None:
+            import aiohttp
+
+            from chatspark.knowledge.ssrf import GuardedResolver
+
+            guard = GuardedResolver(allow_private=self.config.allow_private_urls)
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=guard, limit=self.config.concurrency),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,  # a proxy would connect on our behalf, past the guard
+                headers={"User-Agent": USER_AGENT},
+            )
+            self._http = (session, guard)
+        return self._http
 
     # -- outbox -> deliveries ----------------------------------------------------------------------
 
@@ -133,7 +141,7 @@ class WebhookDelivery:
 
     # -- the queue -> attempts ---------------------------------------------------------------------
 
-    async def _deliver(self, tasks: anyio.abc.TaskGroup, session: aiohttp.ClientSession, guard: GuardedResolver) -> None:
+    async def _deliver(self, tasks: anyio.abc.TaskGroup) -> None:
         idle_ms = int(self.config.claim_idle_seconds * 1000)
         next_sweep = 0.0
         while True:
@@ -158,9 +166,9 @@ class WebhookDelivery:
             for queued in found:
                 if queued.entry not in self._running:
                     self._running[queued.entry] = queued
-                    tasks.start_soon(self._attempt, queued, session, guard)
+                    tasks.start_soon(self._attempt, queued)
 
-    async def _attempt(self, queued: QueuedDelivery, session: aiohttp.ClientSession, guard: GuardedResolver) -> None:
+    async def _attempt(self, queued: QueuedDelivery) -> None:
         webhooks = self.store.webhooks
         try:
             delivery, webhook = await webhooks.attempt(queued)
@@ -178,7 +186,7 @@ class WebhookDelivery:
                 return
             self._busy[hook.id] = self._busy.get(hook.id, 0) + 1
             try:
-                status = await self._post(session, guard, hook, delivery)
+                status = await self._post(hook, delivery)
             finally:
                 self._busy[hook.id] -= 1
                 if not self._busy[hook.id]:
@@ -211,9 +219,9 @@ class WebhookDelivery:
             log.warning("webhook %d deactivated after %d failed deliveries in a row", hook.id,
                         self.config.deactivate_after)
 
-    async def _post(self, session: aiohttp.ClientSession, guard: GuardedResolver, hook: WebhookRecord,
-                    delivery: DeliveryRecord) -> int | None:
+    async def _post(self, hook: WebhookRecord, delivery: DeliveryRecord) -> int | None:
         """The receiver's status, or None when it gave none in time (refused, unreachable, timed out)."""
+        session, guard = self._client()
         import aiohttp
         from yarl import URL
 
