@@ -46,7 +46,6 @@ Cluster slot in one round trip.
 |                                   |        | PX the hold time                                        |
 | {p:webhooks}:hooks                | hash   | webhook id -> JSON record (with its signing secret);    |
 |                                   |        | owned by DELETE /webhooks/{id}                          |
-| {p:webhooks}:index                | zset   | webhook id scored by creation ms; owned with the hooks  |
 | {p:webhooks}:seq                  | string | last webhook id handed out (never reused)               |
 | {p:webhooks}:failures             | hash   | webhook id -> failed deliveries in a row (0 on success) |
 | {p:webhooks}:inactive             | hash   | webhook id -> ms it was deactivated; PATCH isActive     |
@@ -180,10 +179,10 @@ class Layout:
     def _webhooks(self) -> str:
         return f"{{{self.prefix}:webhooks}}"
 
-    def webhooks(self) -> tuple[str, str, str]:
-        """(records, index, id sequence)."""
+    def webhooks(self) -> tuple[str, str]:
+        """(records, id sequence). No index: the webhooks are few, read whole and sorted in Python."""
         tag = self._webhooks()
-        return f"{tag}:hooks", f"{tag}:index", f"{tag}:seq"
+        return f"{tag}:hooks", f"{tag}:seq"
 
     def webhook_state(self) -> tuple[str, str]:
         """(failed deliveries in a row, deactivated) per webhook id."""

@@ -389,28 +389,26 @@ return 1
 """)
 
 # Registers a webhook or replaces one that still exists (a PATCH racing a DELETE must not revive it).
-# KEYS: records, index, failures, inactive. ARGV: id, JSON, created ms, 'new'|'update',
-# active ('1' re-enables and forgets past failures, '0' deactivates, '' leaves it), now ms.
+# KEYS: records, failures, inactive. ARGV: id, JSON, 'new'|'update', active ('1' re-enables and
+# forgets past failures, '0' deactivates, '' leaves it), now ms.
 SAVE_WEBHOOK = Script("save_webhook", """
-if ARGV[4] == 'update' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[3] == 'update' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
-if ARGV[5] == '1' then
-  redis.call('HDEL', KEYS[4], ARGV[1])
+if ARGV[4] == '1' then
   redis.call('HDEL', KEYS[3], ARGV[1])
-elseif ARGV[5] == '0' and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+elseif ARGV[4] == '0' and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 end
 return 1
 """)
 
-# KEYS: records, index, failures, inactive, its deliveries. ARGV: id. Returns 1 deleted, 0 no such webhook.
+# KEYS: records, failures, inactive, its deliveries. ARGV: id. Returns 1 deleted, 0 no such webhook.
 DELETE_WEBHOOK = Script("delete_webhook", """
 local existed = redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('DEL', KEYS[5])
+redis.call('DEL', KEYS[4])
 return existed
 """)
 

@@ -138,27 +138,27 @@ class WebhookStore:
     # -- webhooks ----------------------------------------------------------------------------------
 
     async def next_id(self) -> int:
-        _, _, seq = self.layout.webhooks()
+        _, seq = self.layout.webhooks()
         return int(await self.redis.run(lambda r: r.incr(seq)))
 
     async def save(self, record: WebhookRecord, *, new: bool, active: bool | None, now: int) -> bool:
         """Stores a new webhook, or replaces one that still exists; `active` True re-enables it (and
         forgets its failures), False deactivates it, None leaves it as it is."""
-        hooks, index, _ = self.layout.webhooks()
+        hooks, _ = self.layout.webhooks()
         failures, inactive = self.layout.webhook_state()
         flag = "" if active is None else ("1" if active else "0")
-        args = [record.id, _encode(record), record.created, "new" if new else "update", flag, now]
-        return bool(await self.redis.script(scripts.SAVE_WEBHOOK, [hooks, index, failures, inactive], args))
+        args = [record.id, _encode(record), "new" if new else "update", flag, now]
+        return bool(await self.redis.script(scripts.SAVE_WEBHOOK, [hooks, failures, inactive], args))
 
     async def get(self, webhook_id: int) -> Webhook | None:
-        hooks, _, _ = self.layout.webhooks()
+        hooks, _ = self.layout.webhooks()
         _, inactive = self.layout.webhook_state()
         raw, off = await self.redis.pipeline(lambda p: (p.hget(hooks, webhook_id), p.hexists(inactive, webhook_id)))
         return None if raw is None else Webhook(record=_record_decoder.decode(raw), active=not off)
 
     async def all(self) -> list[Webhook]:
         """Every webhook, in one round trip (they are few: configuration, not traffic)."""
-        hooks, _, _ = self.layout.webhooks()
+        hooks, _ = self.layout.webhooks()
         _, inactive = self.layout.webhook_state()
         raws, off = await self.redis.pipeline(lambda p: (p.hvals(hooks), p.hkeys(inactive)))
         disabled = {int(i) for i in off}
@@ -171,14 +171,10 @@ class WebhookStore:
         return [w for w in found if after is None or (w.record.created, w.record.id) < after][:limit]
 
     async def delete(self, webhook_id: int) -> bool:
-        hooks, index, _ = self.layout.webhooks()
+        hooks, _ = self.layout.webhooks()
         failures, inactive = self.layout.webhook_state()
-        keys = [hooks, index, failures, inactive, self.layout.webhook_deliveries(webhook_id)]
+        keys = [hooks, failures, inactive, self.layout.webhook_deliveries(webhook_id)]
         return bool(await self.redis.script(scripts.DELETE_WEBHOOK, keys, [webhook_id]))
-
-    async def failures(self, webhook_id: int) -> int:
-        failures, _ = self.layout.webhook_state()
-        return int(await self.redis.run(lambda r: r.hget(failures, webhook_id)) or 0)
 
     # -- deliveries of one webhook -----------------------------------------------------------------
 
@@ -195,7 +191,7 @@ class WebhookStore:
 
     async def attempt(self, queued: QueuedDelivery) -> tuple[DeliveryRecord | None, Webhook | None]:
         """What an attempt needs, in one round trip: the delivery and its webhook (None: gone)."""
-        hooks, _, _ = self.layout.webhooks()
+        hooks, _ = self.layout.webhooks()
         _, inactive = self.layout.webhook_state()
         raw, hook, off = await self.redis.pipeline(lambda p: (
             p.hgetall(self.layout.webhook_delivery(queued.delivery_id)), p.hget(hooks, queued.webhook_id),
@@ -207,10 +203,12 @@ class WebhookStore:
     # -- the relay: outbox -> deliveries -----------------------------------------------------------
 
     async def outboxes(self) -> list[str]:
+        """The shared outbox first, then (cluster mode) those in the producers' slots."""
         if not self.cluster:
             return [self.layout.webhook_outbox()]
         registry, _ = self.layout.webhook_outboxes()
-        return [_text(o) for o in await self.redis.run(lambda r: r.zrange(registry, 0, -1))]
+        listed = [_text(o) for o in await self.redis.run(lambda r: r.zrange(registry, 0, -1))]
+        return [self.layout.webhook_outbox(), *listed]
 
     async def pending_events(self, outboxes: list[str], count: int) -> list[OutboxEntry]:
         """The oldest events of each outbox, read in one pipeline. An entry that is not an event
