@@ -277,9 +277,17 @@ class WebhookStore:
 
     async def next_deliveries(self, consumer: str, count: int, block_ms: int) -> list[QueuedDelivery]:
         queue, _ = self.layout.webhook_queue()
-        reply = await self.redis.run(
-            lambda r: r.xreadgroup(DELIVERY_GROUP, consumer, {queue: ">"}, count=count, block=block_ms)
-        )
+
+        async def read(r: Any) -> Any:
+            try:
+                return await r.xreadgroup(DELIVERY_GROUP, consumer, {queue: ">"}, count=count, block=block_ms)
+            except Exception as exc:  # NOGROUP: a Redis that lost its data (no persistence) came back
+                if "NOGROUP" not in str(exc):
+                    raise
+                await r.xgroup_create(queue, DELIVERY_GROUP, id="0", mkstream=True)
+                return []
+
+        reply = await self.redis.run(read)
         entries = reply[0][1] if isinstance(reply, list) and reply else (next(iter(reply.values()))[0] if reply else [])
         return [_queued(entry, fields) for entry, fields in entries if fields]
 
