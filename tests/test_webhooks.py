@@ -152,9 +152,10 @@ def start_app(redis_url: str, key_prefix: str) -> Iterator[Callable[..., InProce
     started: list[InProcessServer] = []
     own = f"{key_prefix}-wh-{secrets.token_hex(3)}"
 
-    def start(prefix: str | None = None, **webhooks: Any) -> InProcessServer:
+    def start(prefix: str | None = None, store_url: str | None = None, **webhooks: Any) -> InProcessServer:
         settings = {"allow_private_urls": True, "retry_seconds": [0.3, 0.3, 0.3], **webhooks}
-        server = InProcessServer(make_config(redis_url, prefix or own, knowledge={"seed": []}, webhooks=settings)).start()
+        config = make_config(store_url or redis_url, prefix or own, knowledge={"seed": []}, webhooks=settings)
+        server = InProcessServer(config).start()
         started.append(server)
         return server
 
@@ -479,3 +480,26 @@ def test_an_event_acknowledged_by_a_replica_killed_right_after_still_arrives(  #
     assert {r.delivery for r in received} == {done["id"]}
     verify(received[-1], secret)
     assert received[-1].json["data"]["changes"] == ["welcomeMessage"]
+
+
+def test_events_survive_a_redis_killed_right_after_they_were_acknowledged(start_app, receiver):  # type: ignore[no-untyped-def]
+    """An append-only Redis (fsync always) SIGKILLed right after the last of five PATCHes was
+    acknowledged, their events anywhere between the outbox and a retry (the receiver fails the first
+    attempt): once Redis is back, each is delivered."""
+    from tests.faults.harness import PrivateRedis
+
+    redis = PrivateRedis().start()
+    try:
+        app = start_app(store_url=redis.url, claim_idle_seconds=1.0)
+        with app.client(app.key("test")) as http:
+            agent = new_agent(http)
+            webhook, _ = register(http, receiver.plan("/r", 500, 200), ["agent.updated"])
+            for n in range(5):
+                assert http.patch(f"/api/v1/agents/{agent}", json={"welcomeMessage": f"{n}"}).status_code == 200
+            redis.kill()
+            time.sleep(1)
+            redis.restart()
+            shown = wait_for_deliveries(http, webhook["id"], ["delivered"] * 5, timeout=60)
+        assert {r.delivery for r in receiver.received("/r")} == {d["id"] for d in shown}
+    finally:
+        redis.stop()
