@@ -16,7 +16,8 @@ from chatspark import errors
 from chatspark.store.agents import AgentStore, Created
 from chatspark.store.errors import IdempotencyMismatch, StoreUnavailable
 from chatspark.agents import Agent, AgentChanges, apply
-from chatspark.clock import now_ms
+from chatspark.clock import iso, now_ms
+from chatspark.webhook_events import AgentUpdated, Event
 
 # A change made through any replica is seen by every other within this (the contract says 2 s).
 CACHE_SECONDS = 1.0
@@ -25,6 +26,8 @@ CACHE_ENTRIES = 10_000
 
 _ORIGIN_PARTS = re.compile(r"(https?)://(.+?)(?::([0-9]+))?")
 _canonical = msgspec.json.Encoder(order="sorted")
+# An agent field's name on the wire (`bot_name` -> `botName`), as `agent.updated` names its changes.
+_WIRE_NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(AgentChanges)}
 log = logging.getLogger("chatspark.agents")
 
 
@@ -94,10 +97,18 @@ class AgentRegistry:
         return created
 
     async def update(self, agent_id: int, changes: AgentChanges) -> Agent:
-        agent = apply(await self.fetch(agent_id), changes, now_ms())
+        before = await self.fetch(agent_id)
+        agent = apply(before, changes, now_ms())
         self._check_model(agent)
         _check_widget(agent)
-        if not await self.store.update(agent):
+        # `agent.updated` is enqueued by the same script that stores the change (none if nothing changed).
+        changed = [wire for field, wire in _WIRE_NAMES.items()
+                   if field in changes.sent() and getattr(before, field) != getattr(agent, field)]
+        event = None
+        if changed:
+            data = AgentUpdated(agent_id=agent_id, updated_at=iso(agent.updated_at), changes=changed)
+            event = Event.of("agent.updated", agent_id, data, agent.updated_at)
+        if not await self.store.update(agent, event):
             raise errors.AgentNotFound()
         self._cache.pop(agent_id, None)
         return agent

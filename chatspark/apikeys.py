@@ -32,6 +32,7 @@ from chatspark.store.keys import ApiKeyRecord, KeyMode, RateState
 SCOPES = (
     "chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback", "training",
     "leads",
+    "webhooks",
 )
 PREFIXES = {"live": "cs_live_", "test": "cs_test_"}
 _ALPHABET = string.ascii_letters + string.digits

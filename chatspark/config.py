@@ -110,12 +110,33 @@ class KnowledgeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: list[SeedSource] = []
 
 
+class WebhooksConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Webhook deliveries (`chatspark/webhook_delivery.py`)."""
+
+    # Receivers on loopback, private, link-local or metadata addresses, and plain http (test keys
+    # only), are refused unless this is true (tests only). Checked at registration and at delivery.
+    allow_private_urls: bool = False
+    # A failed attempt (non-2xx, timeout, refused) is retried after each of these, ±20 % jitter.
+    retry_seconds: list[Seconds] = msgspec.field(default_factory=lambda: [10.0, 60.0, 300.0])
+    timeout_seconds: Seconds = 10.0  # per attempt: connect, send, answer
+    # Attempts in flight per replica, and per webhook per replica (a slow receiver fills only its own).
+    concurrency: PositiveInt = 64
+    per_webhook_concurrency: PositiveInt = 8
+    # A webhook whose deliveries failed (every retry spent) this many times in a row is deactivated.
+    deactivate_after: PositiveInt = 20
+    # A delivery claimed by a replica that went quiet this long is taken over by another.
+    claim_idle_seconds: Seconds = 60.0
+    # Delivery records (status, attempts, last status code) are kept this long for GET …/deliveries.
+    keep_deliveries_seconds: PositiveInt = 7 * 24 * 3600
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
     widget: WidgetConfig = msgspec.field(default_factory=WidgetConfig)
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     models: dict[str, ModelSettings] = {}
     embedders: dict[str, EmbedderSettings] = msgspec.field(
         default_factory=lambda: {"offline": EmbedderSettings(name="offline")}

@@ -34,6 +34,14 @@ from chatspark.schemas import (
     WidgetSession,
     WidgetSessionRequest,
 )
+from chatspark.webhooks import (
+    DeliveriesPage,
+    NewWebhook,
+    WebhookChanges,
+    WebhookCreated,
+    WebhookEnvelope,
+    WebhooksPage,
+)
 
 REF = "#/components/schemas/{name}"
 
@@ -105,6 +113,8 @@ WIDGET_LEADS = f"{WIDGET}/leads"
 _WIDGET = (errors.AgentAccessDenied, errors.AgentNotFound, errors.RateLimitExceeded, errors.ServiceUnavailable,
            errors.InternalError)
 _VISITOR = (errors.ApiKeyInvalid, errors.ResourceNotFound)
+WEBHOOKS = "/api/v1/webhooks"
+WEBHOOK = f"{WEBHOOKS}/{{webhook_id}}"
 
 # Ids and cursors are server-issued; the links say which answer issues each and who takes it.
 _SAME_AGENT = ("agent_id", "$request.path.agent_id")
@@ -129,6 +139,19 @@ def _conversation_links(conversation_id: str) -> tuple[Link, ...]:
         Link("GetConversation", "get", CONVERSATION, given),
         Link("ListMessages", "get", MESSAGES, given),
         Link("DeleteConversation", "delete", CONVERSATION, given),
+    )
+
+
+_ON_WEBHOOK = (errors.AgentAccessDenied, errors.ResourceNotFound)
+
+
+def _webhook_links(webhook_id: str) -> tuple[Link, ...]:
+    given = (("webhook_id", webhook_id),)
+    return (
+        Link("GetWebhook", "get", WEBHOOK, given),
+        Link("UpdateWebhook", "patch", WEBHOOK, given),
+        Link("DeleteWebhook", "delete", WEBHOOK, given),
+        Link("ListDeliveries", "get", f"{WEBHOOK}/deliveries", given),
     )
 
 
@@ -225,6 +248,23 @@ OPERATIONS: tuple[Operation, ...] = (
     *(Operation("options", path, "CORS preflight: 204 with the grant for an allowed origin, else refused.", None,
                 status=204, widget=True, failures=_WIDGET[:2])
       for path in (WIDGET_SESSION, WIDGET_CHAT, WIDGET_MESSAGES, WIDGET_LEADS)),
+    # Webhooks belong to the whole service: a key restricted to some agents gets AGENT_ACCESS_DENIED.
+    Operation("get", WEBHOOKS, "The webhooks, newest first.", WebhooksPage, scope="webhooks", paged=True,
+              failures=(errors.AgentAccessDenied, errors.ValidationFailed),
+              links=(Link("NextPage", "get", WEBHOOKS, (_NEXT_CURSOR,)),
+                     *_webhook_links("$response.body#/webhooks/0/id"))),
+    Operation("post", WEBHOOKS, "Register a webhook; its signing `secret` is shown only in this answer.",
+              WebhookCreated, status=201, scope="webhooks", body=NewWebhook,
+              failures=_WITH_BODY + (errors.AgentAccessDenied,), links=_webhook_links("$response.body#/webhook/id")),
+    Operation("get", WEBHOOK, "One webhook.", WebhookEnvelope, scope="webhooks", failures=_ON_WEBHOOK),
+    Operation("patch", WEBHOOK, "Change the fields sent; `isActive: true` re-enables a deactivated webhook.",
+              WebhookEnvelope, scope="webhooks", body=WebhookChanges, failures=_ON_WEBHOOK + _WITH_BODY),
+    Operation("delete", WEBHOOK, "Remove a webhook; its pending deliveries are dropped.", None, status=204,
+              scope="webhooks", failures=_ON_WEBHOOK),
+    Operation("get", f"{WEBHOOK}/deliveries", "The webhook's recent deliveries, newest first.", DeliveriesPage,
+              scope="webhooks", paged=True, failures=_ON_WEBHOOK + (errors.ValidationFailed,),
+              links=(Link("NextPage", "get", f"{WEBHOOK}/deliveries", (("webhook_id", "$request.path.webhook_id"),
+                                                                        _NEXT_CURSOR)),)),
 )
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -243,6 +283,10 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "lead_id": {
         "description": "A lead id (`lead_…`, from the list or the create answer); any other id is unknown (404).",
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 128},
+    },
+    "webhook_id": {
+        "description": "A webhook id (from the list or the register answer).",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
     },
     "message_id": {
         "description": "A message id from the conversation's messages.",
@@ -440,6 +484,14 @@ def _agent_changes_schema(components: dict[str, Any], models: tuple[str, ...]) -
         components["AgentChanges"]["properties"]["model"] = {"anyOf": [{"enum": list(models)}, {"type": "null"}]}
 
 
+def _webhook_url_schema(components: dict[str, Any]) -> None:
+    """What the webhook types cannot say: the URL is https (plain http is taken only from test keys of
+    a deployment that allows private URLs, which is for tests)."""
+    for name in ("NewWebhook", "WebhookChanges"):
+        url = components[name]["properties"]["url"]
+        url["pattern"] = url["pattern"].replace("^https?://", "^https://", 1)
+
+
 def _any_json(kind: type) -> dict[str, Any]:
     if kind is object:
         return {"description": "any JSON value"}  # (an empty schema would read as "no schema")
@@ -454,11 +506,13 @@ def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> d
         ChatRequest, ChatResponse, StreamDelta, StreamDone, StreamFailure, Health, AgentsPage, AgentEnvelope,
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
         SourcesPage, SourceEnvelope, AddSource, LeadsPage, LeadEnvelope, NewLead, ErrorEnvelope, WidgetSessionRequest,
-        WidgetSession, WidgetChatRequest,
+        WidgetSession, WidgetChatRequest, WebhooksPage, WebhookEnvelope, WebhookCreated, NewWebhook,
+        WebhookChanges, DeliveriesPage,
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)
     _agent_changes_schema(components, models)
+    _webhook_url_schema(components)
     refs = dict(zip(types, schemas))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:

@@ -16,6 +16,7 @@ from chatspark.training import Training
 from chatspark.turn import Turns
 from chatspark.visitors import Visitors
 from chatspark.widget_limits import WidgetLimits
+from chatspark.webhooks import Webhooks
 
 
 class Services(msgspec.Struct, kw_only=True):
@@ -31,3 +32,4 @@ class Services(msgspec.Struct, kw_only=True):
     visitors: Visitors
     widget_limits: WidgetLimits
     leads: Leads
+    webhooks: Webhooks

@@ -22,6 +22,7 @@ from chatspark.api import training as training_api
 from chatspark.api import widget as widget_api
 from chatspark.api import widget_assets
 from chatspark.api.cors import preflight
+from chatspark.api import webhooks as webhooks_api
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
@@ -49,6 +50,8 @@ from chatspark.training import Training
 from chatspark.turn import Turns
 from chatspark.visitors import Visitors
 from chatspark.widget_limits import WidgetLimits
+from chatspark.webhook_delivery import WebhookDelivery
+from chatspark.webhooks import Webhooks
 
 log = logging.getLogger("chatspark")
 
@@ -60,6 +63,7 @@ CONVERSATION = "/api/v1/agents/{agent_id}/conversations/{conversation_id}"
 TRAINING = "/api/v1/agents/{agent_id}/training"
 WIDGET = "/api/v1/widget/{agent_id}"
 LEADS = "/api/v1/agents/{agent_id}/leads"
+WEBHOOK = "/api/v1/webhooks/{webhook_id}"
 
 
 def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bool = False) -> ASGIApp:
@@ -96,6 +100,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 visitors=Visitors(store.visitor_secret, config.widget.visitor_token_days),
                 widget_limits=WidgetLimits(store, config.widget),
                 leads=Leads(store, cursors, agents),
+                webhooks=Webhooks(store, cursors, config.webhooks),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -105,6 +110,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             background.start_soon(leases.run)
             background.start_soon(_warm, models)  # litellm's import (seconds) does not delay readiness
             background.start_soon(ingestion.run)
+            background.start_soon(WebhookDelivery(store, config.webhooks).run)
             background.start_soon(_seed_knowledge, app.state.services.training, config)
             drain.install()
             try:
@@ -147,6 +153,10 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(f"{WIDGET}/leads", POST=widget_api.create_lead, OPTIONS=preflight),
             _resource(LEADS, GET=leads_api.list_leads, POST=leads_api.create_lead),
             _resource(f"{LEADS}/{{lead_id}}", DELETE=leads_api.delete_lead),
+            _resource("/api/v1/webhooks", GET=webhooks_api.list_webhooks, POST=webhooks_api.create_webhook),
+            _resource(WEBHOOK, GET=webhooks_api.get_webhook, PATCH=webhooks_api.update_webhook,
+                      DELETE=webhooks_api.delete_webhook),
+            _resource(f"{WEBHOOK}/deliveries", GET=webhooks_api.list_deliveries),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,

@@ -126,6 +126,7 @@ def make_config(
     provider_models: dict[str, Any] | None = None,
     store: dict[str, Any] | None = None,
     knowledge: dict[str, Any] | None = None,
+    webhooks: dict[str, Any] | None = None,
     **server: Any,
 ) -> Config:
     """The shipped config.toml, pointed at the test Redis, prefix and (optionally) the fake provider.
@@ -145,6 +146,7 @@ def make_config(
         store=msgspec.structs.replace(config.store, url=redis_url, prefix=prefix, **(store or {})),
         server=msgspec.structs.replace(config.server, **server),
         knowledge=msgspec.structs.replace(config.knowledge, **(knowledge or {})),
+        webhooks=msgspec.structs.replace(config.webhooks, **(webhooks or {})),
         models=models,
     )
 
@@ -252,10 +254,12 @@ def _starter(kind: type[T], redis_url: str, key_prefix: str) -> tuple[Callable[.
         prefix: str | None = None,
         store: dict[str, Any] | None = None,
         knowledge: dict[str, Any] | None = None,
+        webhooks: dict[str, Any] | None = None,
         **server: Any,
     ) -> T:
         config = make_config(
-            store_url or redis_url, prefix or key_prefix, provider_url, provider_models, store, knowledge, **server
+            store_url or redis_url, prefix or key_prefix, provider_url, provider_models, store, knowledge, webhooks,
+            **server,
         )
         running = kind(config)
         running.start()

@@ -162,3 +162,28 @@ def test_the_widget_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def
         assert browser.post(f"{base}/chat", json={"message": "three"}, headers=visitor).status_code == 200
         capped = browser.post(f"{base}/chat", json={"message": "four"}, headers=visitor)
         assert capped.status_code == 402 and capped.json()["error"]["code"] == "CREDITS_EXHAUSTED"
+def test_webhook_events_are_delivered_on_a_cluster(start_server, cluster_url, fake_openai, provider_key):  # type: ignore[no-untyped-def]
+    """The events' outboxes live in their producers' slots (the agents', the agent's knowledge) and
+    reach the webhooks' slot through the relay."""
+    from tests.test_webhooks import Receiver, verify
+
+    server = start_server(fake_openai.base_url, store_url=cluster_url, store={"cluster": True},
+                          webhooks={"allow_private_urls": True, "retry_seconds": [0.3]})
+    receiver = Receiver().start()
+    try:
+        with server.client(server.key("test")) as http:
+            agent = http.post(AGENTS, json={"name": "Hooked", "model": "local"}).json()["agent"]["id"]
+            made = http.post("/api/v1/webhooks", json={"name": "c", "url": receiver.plan("/c", 500, 200),
+                                                       "events": ["agent.updated", "training.completed"],
+                                                       "agentIds": [agent]})
+            assert made.status_code == 201, made.text
+            assert http.patch(f"{AGENTS}/{agent}", json={"welcomeMessage": "hello"}).status_code == 200
+            added = http.post(f"{AGENTS}/{agent}/training", json={"source": "s", "type": "text", "data": "# A\nB."})
+            assert added.status_code == 201
+            received = receiver.wait_for(3, "/c", timeout=60)  # one of them answered 500 first, then retried
+        for request in received:
+            verify(request, made.json()["secret"])
+        assert {r.event for r in received} == {"agent.updated", "training.completed"}
+        assert len({r.delivery for r in received}) == 2
+    finally:
+        receiver.stop()

@@ -43,9 +43,10 @@ BODY_TYPES = [ChatRequest, AgentChanges, FeedbackRequest]
 def fuzz_server(start_live_server: Callable[..., RunningServer], fake_openai: Any, provider_key: str,
                 key_prefix: str) -> RunningServer:
     """A server on a prefix of its own: fuzzed PATCH and DELETE calls must not reach other tests' agents."""
-    # Private URLs allowed: a generated source URL is a name (the schema says so) that no test resolves.
+    # Private URLs allowed: a generated source or webhook URL is a name (the schema says so) or an
+    # address that no test resolves.
     return start_live_server(fake_openai.base_url, prefix=f"{key_prefix}-fuzz-{secrets.token_hex(3)}",
-                             knowledge={"allow_private_urls": True})
+                             knowledge={"allow_private_urls": True}, webhooks={"allow_private_urls": True})
 
 
 def is_malformed_http(request: requests.PreparedRequest) -> bool:

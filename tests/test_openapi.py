@@ -194,7 +194,8 @@ def test_lists_take_limit_and_cursor() -> None:
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             query = {p["name"]: p["schema"] for p in op["parameters"] if p["in"] == "query"}
-            if path.endswith(("/agents", "/conversations", "/messages", "/training", "/leads")) and method == "get":
+            lists = ("/agents", "/conversations", "/messages", "/training", "/leads", "/webhooks", "/deliveries")
+            if path.endswith(lists) and method == "get":
                 assert query == {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                     "cursor": {"type": "string", "maxLength": 512},

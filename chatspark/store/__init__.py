@@ -14,6 +14,7 @@
 | `agents.py`      | agents, their index and idempotent creation                           |
 | `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
 | `leads.py`       | an agent's leads, their list, idempotent creation, per-day counts     |
+| `webhooks.py`    | webhooks, the event outbox, deliveries, their queue and retries       |
 | `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
 """
 
@@ -38,6 +39,7 @@ from chatspark.store.layout import Layout
 from chatspark.store.leads import LeadStore
 from chatspark.store.leases import Lease, LeaseStore
 from chatspark.store.limits import RateStore
+from chatspark.store.webhooks import WebhookStore
 
 log = logging.getLogger("chatspark.store")
 
@@ -59,9 +61,10 @@ class Store:
         self.keys = KeyStore(redis, layout)
         self.credits = CreditStore(redis, layout)
         self.rates = RateStore(redis, layout)
-        self.knowledge = KnowledgeStore(redis, layout)
+        self.webhooks = WebhookStore(redis, layout)
+        self.knowledge = KnowledgeStore(redis, layout, self.webhooks)
         self.leads = LeadStore(redis, layout)
-        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads)
+        self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads, self.webhooks)
 
     @property
     def embedded(self) -> bool:

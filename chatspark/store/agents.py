@@ -16,6 +16,8 @@ from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.knowledge import KnowledgeStore
 from chatspark.store.layout import IDEMPOTENCY_SECONDS, Layout
 from chatspark.store.leads import LeadStore
+from chatspark.store.webhooks import WebhookStore, event_args
+from chatspark.webhook_events import Event
 
 _decoder = msgspec.json.Decoder(Agent)
 _encoder = msgspec.json.Encoder()
@@ -30,12 +32,14 @@ class AgentStore:
     def __init__(
         self, redis: Connection, layout: Layout, conversations: ConversationIndex, knowledge: KnowledgeStore,
         leads: LeadStore,
+        webhooks: WebhookStore,
     ) -> None:
         self.redis = redis
         self.layout = layout
         self.conversations = conversations
         self.knowledge = knowledge
         self.leads = leads
+        self.webhooks = webhooks
 
     async def seed(self, agents: list[Agent], now: int) -> int:
         """Stores each configured agent the first time it is seen; returns how many were new."""
@@ -88,9 +92,11 @@ class AgentStore:
             raise IdempotencyMismatch()  # the agent it made was deleted since; do not make another silently
         return Created(agent=stored, replayed=False)
 
-    async def update(self, agent: Agent) -> bool:
-        keys = [self.layout.agent(agent.id)]
-        return bool(await self.redis.script(scripts.UPDATE_AGENT, keys, [_encoder.encode(agent)]))
+    async def update(self, agent: Agent, event: Event | None = None) -> bool:
+        """Replaces the agent if it still exists, enqueuing `event` (agent.updated) in the same script."""
+        keys = [self.layout.agent(agent.id), await self.webhooks.outbox(self.layout.agent(agent.id))]
+        args = [_encoder.encode(agent), *event_args(event)]
+        return bool(await self.redis.script(scripts.UPDATE_AGENT, keys, args))
 
     async def delete(self, agent_id: int) -> bool:
         """Removes the agent record and index entry, then every conversation, training source and lead of it."""

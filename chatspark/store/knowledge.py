@@ -16,6 +16,8 @@ from chatspark.store import scripts
 from chatspark.store.connection import Connection
 from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.layout import IDEMPOTENCY_SECONDS, Layout
+from chatspark.store.webhooks import WebhookStore, event_args
+from chatspark.webhook_events import Event, TrainingFinished
 
 SourceType = Literal["text", "page", "website"]
 SourceStatus = Literal["pending", "processing", "completed", "failed"]
@@ -67,9 +69,10 @@ _chunk_decoder = msgspec.msgpack.Decoder(StoredChunk)
 
 
 class KnowledgeStore:
-    def __init__(self, redis: Connection, layout: Layout) -> None:
+    def __init__(self, redis: Connection, layout: Layout, webhooks: WebhookStore) -> None:
         self.redis = redis
         self.layout = layout
+        self.webhooks = webhooks
 
     # -- sources -----------------------------------------------------------------------------------
 
@@ -263,26 +266,46 @@ class KnowledgeStore:
         return bool(await self.redis.script(scripts.STORE_CHUNKS, keys, args))
 
     async def complete(self, job: Job, title: str | None, count: int, now: int) -> bool:
-        """Swaps the job's generation in; False when it went stale (its chunks are dropped)."""
+        """Swaps the job's generation in, enqueuing `training.completed` in the same script; False
+        when it went stale (its chunks are dropped, no event)."""
+        record_key = self.layout.knowledge_source(job.agent_id, job.training_id)
+        outbox = await self.webhooks.outbox(record_key)
         for _ in range(5):
             record = await self.get(job.agent_id, job.training_id)
-            live = record.live if record else 0
+            if record is None:  # deleted meanwhile: the script drops the chunks
+                record = SourceRecord(id=job.training_id, agent_id=job.agent_id, source="", type="text", url=None,
+                                      title=None, status="pending", data_count=None, error=None, created=now,
+                                      updated=now, live=0, pending=0)
             keys = [
-                self.layout.knowledge_source(job.agent_id, job.training_id),
+                record_key,
                 self.layout.knowledge_chunks(job.agent_id, job.training_id, job.generation),
-                self.layout.knowledge_chunks(job.agent_id, job.training_id, live),
+                self.layout.knowledge_chunks(job.agent_id, job.training_id, record.live),
                 self.layout.knowledge_version(job.agent_id), self.layout.knowledge_data(job.agent_id, job.training_id),
+                outbox,
             ]
-            done = await self.redis.script(scripts.COMPLETE_JOB, keys, [job.generation, live, title or "", now, count])
+            event = _training_event(record, "completed", count, None, now)
+            args = [job.generation, record.live, title or "", now, count, *event_args(event)]
+            done = await self.redis.script(scripts.COMPLETE_JOB, keys, args)
             if done != -1:
                 return done == 1
         return False
 
     async def fail(self, job: Job, error: str, now: int) -> None:
-        keys = [self.layout.knowledge_source(job.agent_id, job.training_id),
+        """Records the failure, enqueuing `training.failed` in the same script (unless stale)."""
+        record_key = self.layout.knowledge_source(job.agent_id, job.training_id)
+        record = await self.get(job.agent_id, job.training_id)
+        keys = [record_key,
                 self.layout.knowledge_chunks(job.agent_id, job.training_id, job.generation),
-                self.layout.knowledge_data(job.agent_id, job.training_id)]
-        await self.redis.script(scripts.FAIL_JOB, keys, [job.generation, error[:500], now])
+                self.layout.knowledge_data(job.agent_id, job.training_id), await self.webhooks.outbox(record_key)]
+        event = None if record is None else _training_event(record, "failed", record.data_count, error[:500], now)
+        await self.redis.script(scripts.FAIL_JOB, keys, [job.generation, error[:500], now, *event_args(event)])
+
+
+def _training_event(record: SourceRecord, status: Literal["completed", "failed"], count: int | None,
+                    error: str | None, now: int) -> Event:
+    data = TrainingFinished(training_id=record.id, agent_id=record.agent_id, source=record.source, status=status,
+                            data_count=count, error=error)
+    return Event.of(f"training.{status}", record.agent_id, data, now)  # type: ignore[arg-type]
 
 
 def _text(value: Any) -> str:

@@ -65,6 +65,25 @@ Cluster slot in one round trip.
 | {p}:agent:{<id>}:widget-used:<M>  | string | the agent's completed widget turns that month (UTC);    |
 |                                   |        | TTL the month + 62 days                                 |
 | {p}:agent:{<id>}:widget-held:<M>  | zset   | widget credits held by running turns; PX the hold time  |
+| {p:webhooks}:hooks                | hash   | webhook id -> JSON record (with its signing secret);    |
+|                                   |        | owned by DELETE /webhooks/{id}                          |
+| {p:webhooks}:seq                  | string | last webhook id handed out (never reused)               |
+| {p:webhooks}:failures             | hash   | webhook id -> failed deliveries in a row (0 on success) |
+| {p:webhooks}:inactive             | hash   | webhook id -> ms it was deactivated; PATCH isActive     |
+| {p:webhooks}:outbox               | stream | events not yet fanned out (no cluster); relayed entries |
+|                                   |        | are deleted                                             |
+| <tag of a producer key>:outbox    | stream | the same, in the producer's slot (cluster mode)         |
+| {p:webhooks}:outboxes             | zset   | the outboxes above (cluster mode); kept, a few per slot |
+| {p:webhooks}:relayed              | zset   | event ids fanned out (cluster mode: a relay retried     |
+|                                   |        | after its outbox XDEL failed is a no-op); trimmed 1 day |
+| {p:webhooks}:dlv:<id>             | hash   | one delivery: webhook, event, body, status, attempts,   |
+|                                   |        | last code, next attempt; TTL keep_deliveries_seconds    |
+| {p:webhooks}:hook:<id>:dlv        | zset   | the webhook's delivery ids by creation ms; trimmed to   |
+|                                   |        | keep_deliveries_seconds, deleted with the webhook       |
+| {p:webhooks}:queue                | stream | deliveries due now, consumer group "deliver"; finished  |
+|                                   |        | entries are deleted, MAXLEN ~1M                         |
+| {p:webhooks}:retry                | zset   | delivery id scored by its next attempt ms; due ones     |
+|                                   |        | move to the queue                                       |
 """
 
 from __future__ import annotations
@@ -207,3 +226,44 @@ class Layout:
 
     def ingestion_jobs(self) -> str:
         return f"{self.prefix}:jobs:ingest"
+
+    # Webhooks share one hash tag: registering, fanning an event out to its deliveries and recording
+    # an attempt are single scripts over the records, the queue and the counters. Events reach it
+    # through an outbox written by the producer's own script (see store/webhooks.py).
+    def _webhooks(self) -> str:
+        return f"{{{self.prefix}:webhooks}}"
+
+    def webhooks(self) -> tuple[str, str]:
+        """(records, id sequence). No index: the webhooks are few, read whole and sorted in Python."""
+        tag = self._webhooks()
+        return f"{tag}:hooks", f"{tag}:seq"
+
+    def webhook_state(self) -> tuple[str, str]:
+        """(failed deliveries in a row, deactivated) per webhook id."""
+        tag = self._webhooks()
+        return f"{tag}:failures", f"{tag}:inactive"
+
+    def webhook_outbox(self, beside: str | None = None) -> str:
+        """The outbox events are written to: the shared one, or (cluster mode) one in the slot of
+        the key `beside`, so the producer's script writes it atomically with its own keys."""
+        if beside is None:
+            return f"{self._webhooks()}:outbox"
+        start, end = beside.find("{"), beside.find("}")
+        assert 0 <= start < end, f"{beside} has no hash tag"
+        return f"{beside[: end + 1]}:outbox"
+
+    def webhook_outboxes(self) -> tuple[str, str]:
+        """(the registry of outboxes, the event ids relayed) for cluster mode."""
+        tag = self._webhooks()
+        return f"{tag}:outboxes", f"{tag}:relayed"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        return f"{self._webhooks()}:dlv:{delivery_id}"
+
+    def webhook_deliveries(self, webhook_id: int) -> str:
+        return f"{self._webhooks()}:hook:{webhook_id}:dlv"
+
+    def webhook_queue(self) -> tuple[str, str]:
+        """(deliveries due now: a stream with a consumer group, retries scheduled: a zset)."""
+        tag = self._webhooks()
+        return f"{tag}:queue", f"{tag}:retry"

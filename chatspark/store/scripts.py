@@ -14,6 +14,19 @@ class Script(NamedTuple):
     source: str
 
 
+# How any script enqueues a webhook event atomically with its own writes: it takes the outbox
+# (`Layout.webhook_outbox`, in its own slot in cluster mode) as a key and the event as four ARGV
+# from `first + 1` on (type, agent id, ms, data JSON; `store/webhooks.py` EVENT_ARGS), type ''
+# meaning no event. Prepend this to the script's source and call `enqueue_event(outbox, first)`.
+ENQUEUE_EVENT_LUA = """
+local function enqueue_event(outbox, first)
+  if ARGV[first + 1] == '' then return end
+  redis.call('XADD', outbox, 'MAXLEN', '~', 1000000, '*', 'e', ARGV[first + 1], 'a', ARGV[first + 2],
+             't', ARGV[first + 3], 'd', ARGV[first + 4])
+end
+"""
+
+
 # Appends one turn atomically: the list, the id set, the counters and the sliding TTL move together.
 # KEYS: meta, turns, tids, ratings, lease. ARGV: turn id, turn JSON, now ms, ttl s, max turns, agent id,
 # is_new, lease token. Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a
@@ -262,11 +275,13 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return {1, tonumber(ARGV[1])}
 """)
 
-# Replaces an agent only if it still exists (a PATCH racing a DELETE must not revive it).
-# KEYS: agent. ARGV: JSON.
-UPDATE_AGENT = Script("update_agent", """
+# Replaces an agent only if it still exists (a PATCH racing a DELETE must not revive it), and
+# enqueues its `agent.updated` event in the same step.
+# KEYS: agent, webhook outbox. ARGV: JSON, then the event's four (EVENT_ARGS; type '' = none).
+UPDATE_AGENT = Script("update_agent", ENQUEUE_EVENT_LUA + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
+enqueue_event(KEYS[2], 1)
 return 1
 """)
 
@@ -335,9 +350,10 @@ return 1
 """)
 
 # The generation's chunks replace the live ones in one step (no moment with neither).
-# KEYS: record, new chunks, old chunks, version, data. ARGV: generation, old generation, title, now ms, chunk count.
+# KEYS: record, new chunks, old chunks, version, data, webhook outbox. ARGV: generation, old generation, title,
+# now ms, chunk count, then the `training.completed` event's four (EVENT_ARGS), enqueued only when swapped.
 # Returns 1 swapped, 0 stale (its chunks are dropped), -1 the live generation moved (call again).
-COMPLETE_JOB = Script("complete_job", """
+COMPLETE_JOB = Script("complete_job", ENQUEUE_EVENT_LUA + """
 local state = redis.call('HMGET', KEYS[1], 'pending', 'live')
 if state[1] ~= ARGV[1] then
   if not state[1] or tonumber(state[1]) ~= tonumber(ARGV[1]) then redis.call('DEL', KEYS[2]) end
@@ -349,18 +365,21 @@ redis.call('HSET', KEYS[1], 'live', ARGV[1], 'pending', '0', 'status', 'complete
 if ARGV[2] ~= '0' then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[5])
 redis.call('INCR', KEYS[4])
+enqueue_event(KEYS[6], 5)
 return 1
 """)
 
 # A job failed for good: the source says why; a live generation keeps answering.
-# KEYS: record, chunks, data. ARGV: generation, error, now ms.
-FAIL_JOB = Script("fail_job", """
+# KEYS: record, chunks, data, webhook outbox. ARGV: generation, error, now ms, then the `training.failed`
+# event's four (EVENT_ARGS), enqueued only when this failure is recorded.
+FAIL_JOB = Script("fail_job", ENQUEUE_EVENT_LUA + """
 if redis.call('HGET', KEYS[1], 'pending') ~= ARGV[1] then
   redis.call('DEL', KEYS[2])
   return 0
 end
 redis.call('HSET', KEYS[1], 'pending', '0', 'status', 'failed', 'error', ARGV[2], 'updated', ARGV[3])
 redis.call('DEL', KEYS[2], KEYS[3])
+enqueue_event(KEYS[4], 3)
 return 1
 """)
 
@@ -441,5 +460,119 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 if type(idem) == 'string' and idem ~= '' and redis.call('HEXISTS', KEYS[3], idem) == 1 then
   redis.call('HSET', KEYS[3], idem, '-:' .. ARGV[1])
 end
+return 1
+""")
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+# Enqueues one event, for a producer that has no script of its own. KEYS: outbox. ARGV: EVENT_ARGS.
+ENQUEUE_EVENT = Script("enqueue_event", ENQUEUE_EVENT_LUA + """
+enqueue_event(KEYS[1], 0)
+return 1
+""")
+
+# Registers a webhook or replaces one that still exists (a PATCH racing a DELETE must not revive it).
+# KEYS: records, failures, inactive. ARGV: id, JSON, 'new'|'update', active ('1' re-enables and
+# forgets past failures, '0' deactivates, '' leaves it), now ms.
+SAVE_WEBHOOK = Script("save_webhook", """
+if ARGV[3] == 'update' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+elseif ARGV[4] == '0' and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+end
+return 1
+""")
+
+# KEYS: records, failures, inactive, its deliveries. ARGV: id. Returns 1 deleted, 0 no such webhook.
+DELETE_WEBHOOK = Script("delete_webhook", """
+local existed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
+return existed
+""")
+
+# Fans one event out into a delivery per matching webhook, once: the outbox entry is deleted here
+# (ARGV[1] 'x', KEYS[1] the outbox), or, when the outbox is in another slot (cluster mode), the
+# event id is marked relayed (ARGV[1] 'z', KEYS[1] the relayed set; the caller deletes the entry after).
+# KEYS: outbox or relayed set, queue, then per delivery: its record, the webhook's deliveries.
+# ARGV: mode, entry or event id, now ms, keep s, then per delivery: id, webhook id, event type, body.
+# Returns 1 fanned out, 0 already fanned out by another replica.
+FAN_OUT = Script("fan_out", """
+local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[1] == 'x' then
+  if redis.call('XDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
+else
+  if redis.call('ZADD', KEYS[1], 'NX', now, ARGV[2]) == 0 then return 0 end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 86400000)
+end
+local k, a = 3, 5
+while KEYS[k] do
+  local id = ARGV[a]
+  redis.call('HSET', KEYS[k], 'id', id, 'webhook', ARGV[a + 1], 'event', ARGV[a + 2], 'body', ARGV[a + 3],
+             'created', now, 'status', 'pending', 'attempts', 0, 'code', '', 'next', now)
+  redis.call('EXPIRE', KEYS[k], keep)
+  redis.call('ZADD', KEYS[k + 1], now, id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', now - keep * 1000)
+  redis.call('EXPIRE', KEYS[k + 1], keep)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id, 'w', ARGV[a + 1])
+  k, a = k + 2, a + 4
+end
+return 1
+""")
+
+# Moves retries whose time has come back to the queue. KEYS: retry zset, queue. ARGV: now ms, at most.
+# A retry's member is '<delivery id>/<webhook id>', as the queue's entries carry both.
+MOVE_DUE = Script("move_due", """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local id, webhook = string.match(member, '^([^/]+)/(.*)$')
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id, 'w', webhook)
+end
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return #due
+""")
+
+# Records how an attempt ended and takes its entry off the queue (acknowledged and deleted).
+# KEYS: delivery record, queue, retry zset, failures, inactive.
+# ARGV: entry id, group, outcome, status code ('' none), next attempt ms, now ms, webhook id, deactivate after.
+# Outcomes: 'ok' delivered; 'retry' failed, again at ARGV[5]; 'failed' failed, no retry left; 'drop' not
+# attempted (webhook gone or inactive); 'defer' not attempted now (its webhook is busy here), again at ARGV[5];
+# 'skip' a stale entry (its delivery already finished): only taken off the queue.
+# Returns -1 when the entry was acknowledged already (a replica that took it over finished it), 2 when
+# this failure deactivated the webhook, else 1 (0: the record expired).
+RECORD_ATTEMPT = Script("record_attempt", """
+if redis.call('XACK', KEYS[2], ARGV[2], ARGV[1]) == 0 then return -1 end
+redis.call('XDEL', KEYS[2], ARGV[1])
+local id = redis.call('HGET', KEYS[1], 'id')
+if not id then return 0 end
+local outcome = ARGV[3]
+if outcome == 'skip' then return 1 end
+if outcome == 'defer' then
+  redis.call('ZADD', KEYS[3], ARGV[5], id .. '/' .. ARGV[7])
+  return 1
+end
+if outcome == 'drop' then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'next', '')
+  return 1
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'code', ARGV[4])
+if outcome == 'ok' then
+  redis.call('HSET', KEYS[1], 'status', 'delivered', 'next', '')
+  redis.call('HDEL', KEYS[4], ARGV[7])
+  return 1
+end
+if outcome == 'retry' then
+  redis.call('HSET', KEYS[1], 'status', 'pending', 'next', ARGV[5])
+  redis.call('ZADD', KEYS[3], ARGV[5], id .. '/' .. ARGV[7])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'next', '')
+local failures = redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+if failures >= tonumber(ARGV[8]) and redis.call('HSETNX', KEYS[5], ARGV[7], ARGV[6]) == 1 then return 2 end
 return 1
 """)
