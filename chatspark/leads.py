@@ -113,8 +113,9 @@ class Leads:
         `idempotency_key` (scoped per `caller`: the API key's id, or the widget's visitor) a repeat
         answers the first lead (`replayed`), another body is an IdempotencyConflict.
 
-        Raises AgentNotFound, ValidationFailed (details name each field), ResourceNotFound (no such
-        conversation), IdempotencyConflict."""
+        Raises AgentNotFound (also when the agent was deleted while this ran: the lead is not kept),
+        ValidationFailed (details name each field), ResourceNotFound (no such conversation),
+        IdempotencyConflict. The widget's endpoint checks the visitor and the origin; this the rest."""
         checked = _checked(fields)
         await self.agents.cached(agent_id)
         if conversation_id is not None:
@@ -139,6 +140,12 @@ class Leads:
             raise errors.IdempotencyConflict(
                 "This Idempotency-Key was used with a different request, or the lead it created was deleted."
             ) from None
+        if stored.outcome == "created" and await self.store.agents.get(agent_id) is None:
+            # The agent was deleted meanwhile (the check above may be a second old, or raced it), and
+            # its deletion may have swept its leads before this one landed: no person's data may stay
+            # behind where no API can reach it to erase it.
+            await self.store.leads.delete_all(agent_id)
+            raise errors.AgentNotFound()
         return Captured(view(agent_id, stored.record), stored.outcome == "replayed")
 
     async def list(self, agent_id: int, page: PageQuery) -> LeadsPage:

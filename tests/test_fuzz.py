@@ -109,9 +109,11 @@ def test_fuzzed_requests_get_contract_answers(fuzz_server: RunningServer, operat
     endpoint = schema[operation.path][operation.method.upper()]
     with fuzz_server.client(key) as http:
         turn = http.post("/api/v1/agents/1/chat", json={"message": "When are you open?"}).json()
-    # Path parameters that name what exists (agent 1, a real conversation and answer) let the
+        lead = http.post("/api/v1/agents/1/leads", json={"email": "fuzz@example.com"}).json()["lead"]
+    # Path parameters that name what exists (agent 1, a real conversation, answer and lead) let the
     # requests reach the handlers past the lookups.
-    real = {"agent_id": "1", "conversation_id": turn["conversationId"], "message_id": turn["messageId"]}
+    real = {"agent_id": "1", "conversation_id": turn["conversationId"], "message_id": turn["messageId"],
+            "lead_id": lead["id"]}
     fixed = {name: value for name, value in real.items() if f"{{{name}}}" in operation.path}
     strategy = endpoint.as_strategy(generation_mode=generation, path_parameters=fixed if real_path else None)
     session = requests.Session()

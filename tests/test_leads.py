@@ -352,3 +352,20 @@ async def test_leads_of_one_millisecond_page_by_id_without_loss(leads: Leads, ag
         assert await leads.daily_counts(number, ["2025-12-01", "2025-12-02"]) == [0, 7]
     finally:
         await leads.store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_lead_racing_its_agents_deletion_leaves_nothing_behind(
+    leads: Leads, agent: str, raw_redis: redis.Redis, key_prefix: str
+) -> None:
+    """The agent check a capture starts with may be a second old: a lead that lands after its agent's
+    deletion swept the leads is removed again, not left where no API could erase it."""
+    number = agent_number(agent)
+    try:
+        await leads.create(number, LeadFields(email="first@example.com"))  # the agent is now cached
+        await leads.store.agents.delete(number)  # as another replica would, within the cache's second
+        with pytest.raises(errors.AgentNotFound):
+            await leads.create(number, LeadFields(email="late@example.com"))
+        assert [k for k in agent_keys(raw_redis, key_prefix, number) if b":lead:" in k] == []
+    finally:
+        await leads.store.aclose()
