@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -488,8 +489,6 @@ def test_the_widget_monthly_cap_gives_402_after_n_turns(admin, browser, make_age
     assert admin.post(f"/api/v1/agents/{agent}/chat", json={"message": "hi"}).status_code == 200
     # Raising the cap lets the widget answer again (the agent cache is at most a second old).
     admin.patch(f"/api/v1/agents/{agent}", json={"widgetMonthlyCap": 0})
-    import time
-
     time.sleep(1.1)
     assert chat(browser, agent, token).status_code == 200
 
