@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 
@@ -24,7 +23,6 @@ CACHE_SECONDS = 1.0
 # Bounds the cache against callers probing many agent ids (negative answers are cached too).
 CACHE_ENTRIES = 10_000
 
-_ORIGIN_PARTS = re.compile(r"(https?)://(.+?)(?::([0-9]+))?")
 _canonical = msgspec.json.Encoder(order="sorted")
 # An agent field's name on the wire (`bot_name` -> `botName`), as `agent.updated` names its changes.
 _WIRE_NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(AgentChanges)}
@@ -83,7 +81,6 @@ class AgentRegistry:
         now = now_ms()
         agent = apply(Agent(id=1, name=changes.name, created_at=now), changes, now)
         self._check_model(agent)
-        _check_widget(agent)
         digest = None
         if idempotency_key is not None:
             # Scoped per API key: two clients choosing the same key never collide.
@@ -100,7 +97,6 @@ class AgentRegistry:
         before = await self.fetch(agent_id)
         agent = apply(before, changes, now_ms())
         self._check_model(agent)
-        _check_widget(agent)
         # `agent.updated` is enqueued by the same script that stores the change (none if nothing changed).
         changed = [wire for field, wire in _WIRE_NAMES.items()
                    if field in changes.sent() and getattr(before, field) != getattr(agent, field)]
@@ -127,22 +123,3 @@ class AgentRegistry:
             field, f"selects model {agent.model_name!r}, which is not configured (known: {', '.join(self.models)})"
         )
 
-
-def _check_widget(agent: Agent) -> None:
-    """What the widget fields' types cannot say: an origin a browser can send (no default port, a
-    real port), and ids unique where the widget tells actions and fields apart by them."""
-    for origin in agent.allowed_origins:
-        scheme, host, port = _ORIGIN_PARTS.fullmatch(origin).groups()  # type: ignore[union-attr]  (the type's pattern)
-        if port is not None and not 0 < int(port) <= 65535:
-            raise errors.ValidationFailed.field("allowedOrigins", f"{origin!r} has no valid port")
-        if port is not None and int(port) == {"http": 80, "https": 443}[scheme]:
-            raise errors.ValidationFailed.field(
-                "allowedOrigins", f"{origin!r} names the default port, which browsers leave out: use {scheme}://{host}"
-            )
-    ids = [action.id for action in agent.actions]
-    if len(set(ids)) != len(ids):
-        raise errors.ValidationFailed.field("actions", "each action needs an id of its own")
-    for action in agent.actions:
-        keys = [field.key for field in getattr(action, "fields", ())]
-        if len(set(keys)) != len(keys):
-            raise errors.ValidationFailed.field("actions", f"the fields of form {action.id!r} need keys of their own")

@@ -20,12 +20,15 @@ Short = Annotated[str, Meta(max_length=2_000)]
 TtlSeconds = Annotated[int, Meta(ge=1, le=10 * 365 * 24 * 3600)]
 
 # The widget (public access from browsers). An origin as a browser sends it in `Origin`: scheme,
-# lower-case host, optional port; no path, no trailing slash.
+# lower-case host name or IPv4 address (no IPv6 literal), optional port (1–65535, no leading
+# zero); no path, no trailing slash. A default
+# port (`:443` on https, `:80` on http), which browsers leave out, is dropped when stored.
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 Origin = Annotated[str, Meta(
-    pattern=r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?$", max_length=300,
+    pattern=rf"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:{_PORT})?$", max_length=300,
     description="An exact origin, `scheme://host[:port]` (http or https, lower-case host, no path).",
 )]
-HttpUrl = Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2_000)]
+HttpUrl = Annotated[str, Meta(pattern=r"^https?://[!-~]+$", max_length=2_000)]  # printable ASCII, no spaces
 Label = Annotated[str, Meta(min_length=1, max_length=200)]
 ActionId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FieldKey = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
@@ -160,8 +163,14 @@ class AgentChanges(Request):
 def apply(agent: Agent, changes: AgentChanges, now: int) -> Agent:
     sent = changes.sent()
     if "allowed_origins" in sent:
-        sent["allowed_origins"] = list(dict.fromkeys(sent["allowed_origins"]))  # each once, in order
+        # As browsers send them (no default port), each once, in the order given.
+        sent["allowed_origins"] = list(dict.fromkeys(_without_default_port(o) for o in sent["allowed_origins"]))
     return msgspec.structs.replace(agent, **sent, updated_at=now)
+
+
+def _without_default_port(origin: str) -> str:
+    default = ":443" if origin.startswith("https:") else ":80"
+    return origin.removesuffix(default)
 
 
 class AgentSummary(Wire):

@@ -202,7 +202,11 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    # Strict: the decoder would otherwise skip stray characters and read `+`/`/` like `-`/`_`.
+    """Strict: the decoder would otherwise skip stray characters, read `+`/`/` like `-`/`_`, and
+    ignore a last character's unused bits (so several strings would carry one signed token)."""
     if not _BASE64URL.fullmatch(text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("not canonical base64url")
+    return raw

@@ -1,5 +1,6 @@
 """Hooks for `schemathesis run` in tests/test_fuzz.py (loaded through SCHEMATHESIS_HOOKS, never by
-pytest): a valid request carries only a cursor the server issued for that list.
+pytest): a valid request carries only a cursor the server issued for that list, and rates only an
+assistant message.
 
 The document says so in words and links (`nextCursor` → `cursor`); JSON Schema cannot, so a generated
 string is schema-valid yet refused. A positive case keeps its cursor only if the server handed it
@@ -13,6 +14,10 @@ from typing import Any
 import schemathesis
 
 _issued: set[tuple[str, str, str]] = set()
+# A messages list names user and assistant messages alike; schemathesis infers a link from any
+# row's `id` to the feedback operation, whose schema cannot say "an assistant message" (rating a
+# user message is a 400 by design). A user message id seen in a list stands for its answer's id.
+_answer_of: dict[str, str] = {}
 
 
 def _list_of(case: schemathesis.Case) -> tuple[str, str]:
@@ -25,6 +30,9 @@ def before_call(ctx: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -> No
     positive = case.meta is not None and case.meta.generation.mode.is_positive
     if cursor is not None and positive and (*_list_of(case), cursor) not in _issued:
         del case.query["cursor"]
+    message = (case.path_parameters or {}).get("message_id")
+    if positive and case.operation.path.endswith("/feedback") and message in _answer_of:
+        case.path_parameters["message_id"] = _answer_of[message]
 
 
 @schemathesis.hook
@@ -34,3 +42,8 @@ def after_call(ctx: Any, case: schemathesis.Case, response: schemathesis.Respons
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("nextCursor"), str):
         _issued.add((*_list_of(case), body["nextCursor"]))
+    rows = body.get("messages") if isinstance(body, dict) else None
+    if isinstance(rows, list):
+        for asked, answered in zip(rows, rows[1:]):
+            if isinstance(asked, dict) and isinstance(answered, dict) and asked.get("role") == "user":
+                _answer_of[str(asked.get("id"))] = str(answered.get("id"))

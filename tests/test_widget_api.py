@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -271,8 +272,13 @@ def test_a_missing_forged_or_other_agents_token_is_401(browser, make_agent):  # 
     agent, other = make_agent(), make_agent()
     token = token_of(browser, agent)
     body, _, tag = token.partition(".")
-    flipped = body[:-1] + ("A" if body[-1] != "A" else "B")
-    for bad in (None, "", "garbage", f"{flipped}.{tag}", f"{body}.{tag[:-1]}", token_of(browser, other), token + "x"):
+    # Every variant of the last character of each part: those that change a bit change the signed
+    # bytes; those that change only unused bits are not the canonical encoding. Neither passes.
+    def variants(part: str) -> list[str]:
+        return [part[:-1] + c for c in "AgBhQw_-" if c != part[-1]]
+
+    forged = [f"{v}.{tag}" for v in variants(body)] + [f"{body}.{v}" for v in variants(tag)]
+    for bad in (None, "", "garbage", *forged, f"{body}.{tag[:-1]}", token_of(browser, other), token + "x"):
         answer = chat(browser, agent, bad)
         assert refused(answer, 401, "API_KEY_INVALID"), (bad, answer.text)
     assert chat(browser, agent, token).status_code == 200
@@ -382,9 +388,11 @@ def test_the_identity_secret_is_write_only(admin, make_agent):  # type: ignore[n
     {"allowedOrigins": ["https://shop.example/path"]},
     {"allowedOrigins": ["https://Shop.example"]},
     {"allowedOrigins": ["ftp://shop.example"]},
-    {"allowedOrigins": ["https://shop.example:443"]},
     {"allowedOrigins": ["http://shop.example:99999"]},
+    {"allowedOrigins": ["http://shop.example:0"]},
+    {"allowedOrigins": ["http://shop.example:080"]},
     {"allowedOrigins": ["*"]},
+    {"allowedOrigins": ["http://[::1]:8000"]},
     {"allowedOrigins": [f"https://s{i}.example" for i in range(51)]},
     {"suggestedMessages": ["x" * 201]},
     {"suggestedMessages": ["hi"] * 11},
@@ -393,9 +401,6 @@ def test_the_identity_secret_is_write_only(admin, make_agent):  # type: ignore[n
     {"actions": [{"id": "a", "type": "button", "label": "B", "fields": [{"key": "email", "label": "E"}]}]},
     {"actions": [{"id": "a", "type": "form", "label": "F", "fields": []}]},
     {"actions": [{"id": "a", "type": "popup", "label": "P"}]},
-    {"actions": [{"id": "a", "type": "button", "label": "1"}, {"id": "a", "type": "button", "label": "2"}]},
-    {"actions": [{"id": "f", "type": "form", "label": "F",
-                  "fields": [{"key": "email", "label": "E"}, {"key": "email", "label": "E2"}]}]},
     {"widgetMonthlyCap": -1},
 ])
 def test_widget_fields_are_validated(admin, fields):  # type: ignore[no-untyped-def]
@@ -406,11 +411,12 @@ def test_widget_fields_are_validated(admin, fields):  # type: ignore[no-untyped-
 
 
 def test_the_widget_fields_round_trip_through_the_agent_api(admin):  # type: ignore[no-untyped-def]
-    fields = {"allowedOrigins": ["https://a.example", "http://localhost:8000", "https://a.example"],
+    fields = {"allowedOrigins": ["https://a.example", "http://localhost:8000", "https://a.example:443"],
               "suggestedMessages": ["Hi?"], "requireIdentity": False, "widgetMonthlyCap": 7,
               "actions": [{"id": "b", "type": "button", "label": "Talk to a human"}]}
     created = admin.post("/api/v1/agents", json={"name": "RT", "model": "local", **fields}).json()["agent"]
-    assert created["allowedOrigins"] == ["https://a.example", "http://localhost:8000"]  # each once
+    # As browsers send them (no default port), each once.
+    assert created["allowedOrigins"] == ["https://a.example", "http://localhost:8000"]
     assert created["actions"] == [{"id": "b", "type": "button", "label": "Talk to a human", "url": None, "primary": False}]
     assert (created["suggestedMessages"], created["widgetMonthlyCap"], created["identityVerification"]) == (["Hi?"], 7, False)
 
@@ -483,8 +489,6 @@ def test_the_widget_monthly_cap_gives_402_after_n_turns(admin, browser, make_age
     assert admin.post(f"/api/v1/agents/{agent}/chat", json={"message": "hi"}).status_code == 200
     # Raising the cap lets the widget answer again (the agent cache is at most a second old).
     admin.patch(f"/api/v1/agents/{agent}", json={"widgetMonthlyCap": 0})
-    import time
-
     time.sleep(1.1)
     assert chat(browser, agent, token).status_code == 200
 
