@@ -36,16 +36,10 @@ class Conversations:
         self.cursors = cursors
 
     async def list(self, agent_id: int, page: PageQuery) -> ConversationsPage:
-        name = f"conversations:{agent_id}"
-        after = None
-        if page.cursor is not None:
-            position = await self.cursors.decode(page.cursor, name)
-            after = (position.score, position.id)
-        rows = await self.store.conversation_index.list(agent_id, after, page.limit + 1)
-        more, rows = len(rows) > page.limit, rows[: page.limit]
-        next_cursor = None
-        if more:
-            next_cursor = await self.cursors.encode(Position(name, rows[-1].created, rows[-1].id))
+        rows, next_cursor = await self.cursors.page(
+            f"conversations:{agent_id}", page,
+            lambda after, n: self.store.conversation_index.list(agent_id, after, n), lambda row: (row.created, row.id),
+        )
         return ConversationsPage(
             conversations=[
                 ConversationRow(

@@ -20,7 +20,7 @@ from chatspark.agent_registry import AgentRegistry
 from chatspark.clock import iso, now_ms
 from chatspark.conversations import CONVERSATION_ID
 from chatspark.conversations import not_found as conversation_not_found
-from chatspark.pagination import Cursors, PageQuery, Position
+from chatspark.pagination import Cursors, PageQuery
 from chatspark.schemas import decode_body
 from chatspark.store import Store
 from chatspark.store.errors import IdempotencyMismatch
@@ -150,16 +150,10 @@ class Leads:
 
     async def list(self, agent_id: int, page: PageQuery) -> LeadsPage:
         """Newest first; a page position is (creation ms, lead id)."""
-        name = f"leads:{agent_id}"
-        after = None
-        if page.cursor is not None:
-            position = await self.cursors.decode(page.cursor, name)
-            after = (position.score, position.id)
-        rows = await self.store.leads.list(agent_id, after, page.limit + 1)
-        shown = rows[: page.limit]
-        next_cursor = None
-        if len(rows) > page.limit:
-            next_cursor = await self.cursors.encode(Position(name, shown[-1].created, shown[-1].id))
+        shown, next_cursor = await self.cursors.page(
+            f"leads:{agent_id}", page, lambda after, n: self.store.leads.list(agent_id, after, n),
+            lambda row: (row.created, row.id),
+        )
         return LeadsPage(leads=[view(agent_id, r) for r in shown], next_cursor=next_cursor)
 
     async def delete(self, agent_id: int, lead_id: str) -> None:

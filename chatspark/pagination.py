@@ -8,7 +8,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -16,6 +16,8 @@ from msgspec import Meta
 from chatspark.errors import ValidationFailed
 from chatspark.schemas import decode_query
 
+R = TypeVar("R")
+After = tuple[int, str] | None  # (score, id) of the last row shown, or None: from the start
 Limit = Annotated[int, Meta(ge=1, le=100)]
 DEFAULT_LIMIT = 20
 
@@ -60,6 +62,28 @@ class Cursors:
         if position.list != list_name:
             raise ValidationFailed.field("cursor", "belongs to another list")
         return position
+
+    async def page(
+        self, list_name: str, query: PageQuery, fetch: Callable[[After, int], Awaitable[list[R]]],
+        position: Callable[[R], tuple[int, str | int]],
+    ) -> tuple[list[R], str | None]:
+        """One page of a list sorted by (score, id): the rows after the cursor's position (`fetch`
+        asked for one more than the page, to know whether another follows) and the next cursor."""
+        after = None
+        if query.cursor is not None:
+            at = await self.decode(query.cursor, list_name)
+            after = (at.score, at.id)
+        rows = await fetch(after, query.limit + 1)
+        shown, next_cursor = rows[: query.limit], None
+        if len(rows) > query.limit:
+            score, last = position(shown[-1])
+            next_cursor = await self.encode(Position(list_name, score, str(last)))
+        return shown, next_cursor
+
+
+def numeric(after: After) -> tuple[int, int] | None:
+    """`after` for a list whose ids are numbers (the cursor carries every id as a string)."""
+    return None if after is None else (after[0], int(after[1]))
 
 
 class PageQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -14,7 +14,7 @@ import msgspec
 from chatspark import errors
 from chatspark.clock import iso, now_ms
 from chatspark.config import KnowledgeConfig, SeedSource
-from chatspark.pagination import Cursors, PageQuery, Position
+from chatspark.pagination import Cursors, PageQuery, numeric
 from chatspark.schemas import AddSource, PageSource, SourcesPage, TextSource, TrainingSource
 from chatspark.store import Store
 from chatspark.store.errors import IdempotencyMismatch
@@ -51,16 +51,10 @@ class Training:
         return record
 
     async def list(self, agent_id: int, page: PageQuery) -> SourcesPage:
-        name = f"training:{agent_id}"
-        after = None
-        if page.cursor is not None:
-            position = await self.cursors.decode(page.cursor, name)
-            after = (position.score, int(position.id))
-        rows = await self.store.knowledge.list(agent_id, after, page.limit + 1)
-        shown = rows[: page.limit]
-        next_cursor = None
-        if len(rows) > page.limit:
-            next_cursor = await self.cursors.encode(Position(name, shown[-1].created, str(shown[-1].id)))
+        shown, next_cursor = await self.cursors.page(
+            f"training:{agent_id}", page, lambda after, n: self.store.knowledge.list(agent_id, numeric(after), n),
+            lambda row: (row.created, row.id),
+        )
         return SourcesPage(sources=[view(r) for r in shown], next_cursor=next_cursor)
 
     async def seed(self, seeds: list[SeedSource], folder: Path) -> int:

@@ -13,7 +13,7 @@ from msgspec import UNSET, Meta, UnsetType
 from chatspark import errors
 from chatspark.clock import iso, now_ms
 from chatspark.config import WebhooksConfig
-from chatspark.pagination import Cursors, PageQuery, Position
+from chatspark.pagination import Cursors, PageQuery, numeric
 from chatspark.schemas import SourceUrl
 from chatspark.store import Store
 from chatspark.store.keys import KeyMode
@@ -107,16 +107,10 @@ class Webhooks:
         return found
 
     async def list(self, page: PageQuery) -> WebhooksPage:
-        after = None
-        if page.cursor is not None:
-            position = await self.cursors.decode(page.cursor, "webhooks")
-            after = (position.score, int(position.id))
-        rows = await self.store.webhooks.list(after, page.limit + 1)
-        shown = rows[: page.limit]
-        next_cursor = None
-        if len(rows) > page.limit:
-            last = shown[-1].record
-            next_cursor = await self.cursors.encode(Position("webhooks", last.created, str(last.id)))
+        shown, next_cursor = await self.cursors.page(
+            "webhooks", page, lambda after, n: self.store.webhooks.list(numeric(after), n),
+            lambda row: (row.record.created, row.record.id),
+        )
         return WebhooksPage(webhooks=[view(w) for w in shown], next_cursor=next_cursor)
 
     async def update(self, webhook_id: int, changes: WebhookChanges, mode: KeyMode) -> WebhookView:
@@ -145,16 +139,10 @@ class Webhooks:
 
     async def deliveries(self, webhook_id: int, page: PageQuery) -> DeliveriesPage:
         await self.get(webhook_id)
-        name = f"deliveries:{webhook_id}"
-        after = None
-        if page.cursor is not None:
-            position = await self.cursors.decode(page.cursor, name)
-            after = (position.score, position.id)
-        rows = await self.store.webhooks.deliveries(webhook_id, after, page.limit + 1)
-        shown = rows[: page.limit]
-        next_cursor = None
-        if len(rows) > page.limit:
-            next_cursor = await self.cursors.encode(Position(name, shown[-1].created, shown[-1].id))
+        shown, next_cursor = await self.cursors.page(
+            f"deliveries:{webhook_id}", page, lambda after, n: self.store.webhooks.deliveries(webhook_id, after, n),
+            lambda row: (row.created, row.id),
+        )
         return DeliveriesPage(deliveries=[delivery_view(d) for d in shown], next_cursor=next_cursor)
 
     def _check_url(self, url: str, mode: KeyMode) -> None:

@@ -9,7 +9,7 @@ from chatspark import agents as agent_views
 from chatspark.api.http import agent_id, idempotency_key, json_body, json_response, page, principal, services
 from chatspark.agents import AgentChanges
 from chatspark.errors import AgentAccessDenied
-from chatspark.pagination import Position
+from chatspark.pagination import numeric
 from chatspark.schemas import AgentEnvelope, AgentsPage
 
 
@@ -17,15 +17,10 @@ async def list_agents(request: Request) -> Response:
     caller = await principal(request, "agents:read")
     query = page(request)
     svc = services(request)
-    after = None
-    if query.cursor is not None:
-        position = await svc.cursors.decode(query.cursor, "agents")
-        after = (position.score, int(position.id))
-    found = await svc.agents.list(after, query.limit + 1, caller.agents)
-    shown = found[: query.limit]
-    next_cursor = None
-    if len(found) > query.limit:
-        next_cursor = await svc.cursors.encode(Position("agents", shown[-1].created_at, str(shown[-1].id)))
+    shown, next_cursor = await svc.cursors.page(
+        "agents", query, lambda after, n: svc.agents.list(numeric(after), n, caller.agents),
+        lambda agent: (agent.created_at, agent.id),
+    )
     return json_response(AgentsPage(agents=[agent_views.summary(a) for a in shown], next_cursor=next_cursor))
 
 
