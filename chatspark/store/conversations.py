@@ -102,7 +102,7 @@ _STORED, _ALREADY_STORED, _LEASE_LOST = 1, 0, -3
 # Analytics: a day's counters live at least this long; a turn id stays in the counted set this long
 # (a retried write comes within seconds); answer latency is counted in these buckets (upper bounds, ms).
 STATS_TTL_SECONDS = 400 * 86400
-COUNTED_WINDOW_MS = 3600 * 1000
+COUNTED_WINDOW_MS = 600 * 1000
 LATENCY_BUCKETS_MS = (100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000)
 
 

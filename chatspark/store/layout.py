@@ -19,12 +19,13 @@ Cluster slot in one round trip.
 |                                   |        | the agent (deleted with it); trimmed with the next one  |
 | {p}:agent:{<id>}:expiry           | zset   | cid scored by when it expires (moved by every turn);    |
 |                                   |        | expired entries leave both sets at each turn write      |
-| {p}:agent:{<id>}:stats:<YYYY-MM-DD> | hash | the agent's analytics of that UTC day: messages,        |
-|                                   |        | conversations, unanswered, tokens:<model>, lat:<ms      |
-|                                   |        | bucket>; TTL 400 days (not deleted with the agent: ids  |
-|                                   |        | are never reused, they expire)                          |
-| {p}:agent:{<id>}:counted          | zset   | turn ids counted in the stats in the last hour (a       |
-|                                   |        | retried write counts once); PX one hour                 |
+| {p}:agent:{<id>}:stats:<day>      | hash   | the agent's analytics of one UTC day (YYYY-MM-DD):      |
+|                                   |        | messages, conversations, unanswered, tokens:<model>,    |
+|                                   |        | lat:<ms bucket>; written with each turn's index; TTL    |
+|                                   |        | 400 days (not deleted with the agent: its id is never   |
+|                                   |        | reused; they expire)                                    |
+| {p}:agent:{<id>}:counted          | zset   | turn ids counted in the stats in the last 10 minutes,   |
+|                                   |        | scored by ms (a retried write counts once); PX 10 min   |
 | {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
 | {p:agents}:index                  | zset   | agent id scored by creation ms; owned with the agents   |
 | {p:agents}:seq                    | string | last agent id handed out (never reused)                 |
