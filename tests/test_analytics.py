@@ -13,6 +13,9 @@ from chatspark.config import StoreConfig
 from chatspark.store import Store
 from chatspark.store.connection import connect
 from chatspark.store.conversations import StoredTurn, utc_day
+from chatspark.store.errors import LeaseTaken
+from chatspark.store.layout import Layout
+from chatspark.store.leases import Lease
 
 NO_ANSWER = "I cannot say."
 
@@ -85,6 +88,27 @@ async def test_a_retried_write_is_counted_once(redis_url, key_prefix) -> None:  
         assert not again.stored
         stats, leads = await store.analytics.daily(7, [utc_day(now)])
         assert stats == [{"messages": 2, "conversations": 1, "tokens:m": 7, "lat:1000": 1}] and leads == [0]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_turn_refused_by_its_conversation_is_counted_as_sent(redis_url, key_prefix) -> None:  # type: ignore[no-untyped-def]
+    """The documented choice: the count is written with the index (the agent's slot) before the
+    conversation's slot decides, so a turn fenced off there (its lease lost, an error answered)
+    still counts. A store without Cluster could decide in one script; one with it would pay a round trip."""
+    config = StoreConfig(url=redis_url, prefix=f"{key_prefix}-fenced")
+    store = Store(connect(config), config)
+    try:
+        now = int(datetime.now(timezone.utc).timestamp() * 1000)
+        turn = StoredTurn(id="msg_" + secrets.token_hex(8), user_id="msg_u", query="q", response="r", model="m",
+                          created=now)
+        cid = secrets.token_urlsafe(24)
+        await store.redis.run(lambda r: r.set(Layout(config.prefix).lease(cid), "another-turn"))
+        with pytest.raises(LeaseTaken):
+            await store.conversations.append(cid, 8, turn, ttl_seconds=60, new=True, lease=Lease("conversation", cid))
+        stats, _ = await store.analytics.daily(8, [utc_day(now)])
+        assert stats[0]["messages"] == 2
     finally:
         await store.aclose()
 
