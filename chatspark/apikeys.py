@@ -31,7 +31,7 @@ from chatspark.store.keys import ApiKeyRecord, KeyMode, RateState
 
 SCOPES = (
     "chat", "agents:read", "agents:write", "conversations:read", "conversations:write", "feedback", "training",
-    "leads",
+    "leads", "analytics",
     "webhooks",
 )
 PREFIXES = {"live": "cs_live_", "test": "cs_test_"}

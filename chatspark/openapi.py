@@ -12,6 +12,7 @@ from chatspark import errors
 from chatspark.errors import ERROR_STATUS, ErrorEnvelope  # ERROR_STATUS: also read by the tests from here
 from chatspark.agents import AgentChanges
 from chatspark.leads import LeadEnvelope, LeadsPage, NewLead
+from chatspark.analytics import AgentAnalytics
 from chatspark.schemas import (
     NON_SPACE_PATTERN,
     AddSource,
@@ -91,6 +92,7 @@ class Operation:
     also: tuple[tuple[int, str], ...] = ()  # other success statuses with the same body: (status, when)
     widget: bool = False  # a browser's call: no key; an allowed `Origin`, answered with the CORS grant
     visitor: bool = False  # takes the visitor token (`Chatspark-Visitor`)
+    query: tuple[dict[str, Any], ...] = ()  # its query parameters beyond the page's
 
 
 AGENTS = "/api/v1/agents"
@@ -103,6 +105,7 @@ TRAINING = f"{AGENT}/training"
 SOURCE = f"{TRAINING}/{{training_id}}"
 LEADS = f"{AGENT}/leads"
 LEAD = f"{LEADS}/{{lead_id}}"
+ANALYTICS = f"{AGENT}/analytics"
 WIDGET = "/api/v1/widget/{agent_id}"
 WIDGET_SESSION = f"{WIDGET}/session"
 WIDGET_CHAT = f"{WIDGET}/chat"
@@ -118,6 +121,14 @@ WEBHOOK = f"{WEBHOOKS}/{{webhook_id}}"
 
 # Ids and cursors are server-issued; the links say which answer issues each and who takes it.
 _SAME_AGENT = ("agent_id", "$request.path.agent_id")
+_DAY = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_PERIOD = (
+    {"name": "start", "in": "query", "required": False, "schema": _DAY,
+     "description": "First UTC day (YYYY-MM-DD), included. Required with `end`; alone: up to today. Without "
+                    "both: the current UTC month up to today."},
+    {"name": "end", "in": "query", "required": False, "schema": _DAY,
+     "description": "Last UTC day (YYYY-MM-DD), included; not before `start`, at most 366 days from it."},
+)
 _SAME_CONVERSATION = ("conversation_id", "$request.path.conversation_id")
 _NEXT_CURSOR = ("cursor", "$response.body#/nextCursor")
 
@@ -227,6 +238,9 @@ OPERATIONS: tuple[Operation, ...] = (
               idempotent=True, one_of_required=("email", "phone"),
               failures=_ON_AGENT + _WITH_BODY + (errors.IdempotencyConflict,),
               links=(Link("DeleteLead", "delete", LEAD, (_SAME_AGENT, ("lead_id", "$response.body#/lead/id"))),)),
+    Operation("get", ANALYTICS, "The agent's messages, conversations and leads per UTC day over a period, with "
+              "unanswered turns, tokens by model and the median answer latency.", AgentAnalytics, scope="analytics",
+              query=_PERIOD, failures=_ON_AGENT + (errors.ValidationFailed,)),
     Operation("delete", LEAD, "Erase a lead: its data leaves the store.", None, status=204, scope="leads",
               failures=_ON_AGENT),
     Operation("post", WIDGET_SESSION, "A browser's visitor token and what it may show of the public agent "
@@ -442,6 +456,7 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
     ]
     if op.paged:
         parameters += _PAGE_PARAMETERS
+    parameters += op.query
     if op.idempotent:
         parameters.append(_IDEMPOTENCY_KEY)
     if op.widget:
@@ -507,7 +522,7 @@ def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> d
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
         SourcesPage, SourceEnvelope, AddSource, LeadsPage, LeadEnvelope, NewLead, ErrorEnvelope, WidgetSessionRequest,
         WidgetSession, WidgetChatRequest, WebhooksPage, WebhookEnvelope, WebhookCreated, NewWebhook,
-        WebhookChanges, DeliveriesPage,
+        WebhookChanges, DeliveriesPage, AgentAnalytics,
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)

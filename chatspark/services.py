@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from chatspark.agent_registry import AgentRegistry
+from chatspark.analytics import Analytics
 from chatspark.config import Config
 from chatspark.conversations import Conversations
 from chatspark.idempotent_turns import IdempotentTurns
@@ -33,3 +34,4 @@ class Services(msgspec.Struct, kw_only=True):
     widget_limits: WidgetLimits
     leads: Leads
     webhooks: Webhooks
+    analytics: Analytics

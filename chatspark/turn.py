@@ -280,7 +280,7 @@ class Turns:
         try:
             await self.store.conversations.append(
                 turn.conversation_id, turn.agent.id, stored, ttl_seconds=ttl, new=turn.is_new,
-                lease=turn.resources.lease,
+                lease=turn.resources.lease, unanswered=text.strip() == turn.agent.bot_no_answer.strip(),
             )
         except LeaseTaken:
             raise errors.ConversationBusy(

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
 from chatspark.api import conversations as conversations_api
+from chatspark.api import analytics as analytics_api
 from chatspark.api import leads as leads_api
 from chatspark.api import training as training_api
 from chatspark.api import widget as widget_api
@@ -37,6 +38,7 @@ from chatspark.embeddings import EmbedderRouter
 from chatspark.idempotent_turns import IdempotentTurns
 from chatspark.ingestion import Ingestion
 from chatspark.knowledge.retrieval import Retriever
+from chatspark.analytics import Analytics
 from chatspark.leads import Leads
 from chatspark.leases import LeaseKeeper
 from chatspark.models import ModelRouter
@@ -101,6 +103,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                 widget_limits=WidgetLimits(store, config.widget),
                 leads=Leads(store, cursors, agents),
                 webhooks=Webhooks(store, cursors, config.webhooks),
+                analytics=Analytics(store),
             )
             if dev_key:
                 await _print_dev_key(store, config.server.port)
@@ -152,6 +155,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
                       OPTIONS=preflight),
             _resource(f"{WIDGET}/leads", POST=widget_api.create_lead, OPTIONS=preflight),
             _resource(LEADS, GET=leads_api.list_leads, POST=leads_api.create_lead),
+            _resource("/api/v1/agents/{agent_id}/analytics", GET=analytics_api.agent_analytics),
             _resource(f"{LEADS}/{{lead_id}}", DELETE=leads_api.delete_lead),
             _resource("/api/v1/webhooks", GET=webhooks_api.list_webhooks, POST=webhooks_api.create_webhook),
             _resource(WEBHOOK, GET=webhooks_api.get_webhook, PATCH=webhooks_api.update_webhook,

@@ -5,6 +5,7 @@ assistant message.
 The document says so in words and links (`nextCursor` → `cursor`); JSON Schema cannot, so a generated
 string is schema-valid yet refused. A positive case keeps its cursor only if the server handed it
 out for the same list (a link put it there); otherwise the cursor is dropped before the call.
+Likewise an analytics period that breaks a rule between its parameters (`drop_invalid_period`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import schemathesis
+
+from chatspark import errors
+from chatspark.analytics import period
 
 _issued: set[tuple[str, str, str]] = set()
 # A messages list names user and assistant messages alike; schemathesis infers a link from any
@@ -30,6 +34,8 @@ def before_call(ctx: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -> No
     positive = case.meta is not None and case.meta.generation.mode.is_positive
     if cursor is not None and positive and (*_list_of(case), cursor) not in _issued:
         del case.query["cursor"]
+    if positive and case.operation.path.endswith("/analytics"):
+        drop_invalid_period(case)
     message = (case.path_parameters or {}).get("message_id")
     if positive and case.operation.path.endswith("/feedback") and message in _answer_of:
         case.path_parameters["message_id"] = _answer_of[message]
@@ -47,3 +53,15 @@ def after_call(ctx: Any, case: schemathesis.Case, response: schemathesis.Respons
         for asked, answered in zip(rows, rows[1:]):
             if isinstance(asked, dict) and isinstance(answered, dict) and asked.get("role") == "user":
                 _answer_of[str(asked.get("id"))] = str(answered.get("id"))
+
+
+def drop_invalid_period(case: schemathesis.Case) -> None:
+    """An analytics period must be a calendar day, `start` with `end`, in order and at most 366 days:
+    rules between parameters that JSON Schema cannot state. A positive case whose period breaks one
+    asks for the default period instead (the refusals are tested in tests/test_analytics.py)."""
+    query = case.query or {}
+    try:
+        period(query.get("start"), query.get("end"))
+    except errors.ValidationFailed:
+        query.pop("start", None)
+        query.pop("end", None)

@@ -200,6 +200,8 @@ def test_lists_take_limit_and_cursor() -> None:
                     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                     "cursor": {"type": "string", "maxLength": 512},
                 }, path
+            elif path.endswith("/analytics"):  # a period, not a page
+                assert set(query) == {"start", "end"}, path
             else:
                 assert query == {}, (method, path)
 

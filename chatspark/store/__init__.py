@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from chatspark.store.agents import AgentStore
+from chatspark.store.analytics import AnalyticsStore
 from chatspark.store.config import StoreConfig
 from chatspark.store.connection import MEMORY_URL, Connection, connect, safe_url
 from chatspark.store.conversations import Conversation, ConversationIndex, ConversationStore
@@ -64,6 +65,7 @@ class Store:
         self.webhooks = WebhookStore(redis, layout)
         self.knowledge = KnowledgeStore(redis, layout, self.webhooks)
         self.leads = LeadStore(redis, layout)
+        self.analytics = AnalyticsStore(redis, layout)
         self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads, self.webhooks)
 
     @property

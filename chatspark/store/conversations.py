@@ -7,6 +7,7 @@ A conversation's keys share the hash tag `{<cid>}` (one slot); its turn is taken
 from __future__ import annotations
 
 import logging
+import time
 from enum import IntEnum
 from typing import Any
 
@@ -98,6 +99,25 @@ class RateOutcome(IntEnum):
 # What APPEND_TURN answers in its first field.
 _STORED, _ALREADY_STORED, _LEASE_LOST = 1, 0, -3
 
+# Analytics: a day's counters live at least this long; a turn id stays in the counted set this long
+# (a retried write comes within seconds); answer latency is counted in these buckets (upper bounds, ms).
+STATS_TTL_SECONDS = 400 * 86400
+COUNTED_WINDOW_MS = 600 * 1000
+LATENCY_BUCKETS_MS = (100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000)
+
+
+def latency_bucket(turn: StoredTurn) -> str:
+    """The bucket of the turn's answer latency (`inf` past the last), '' when it is not known."""
+    if turn.asked <= 0:
+        return ""
+    latency = turn.created - turn.asked
+    return next((str(bound) for bound in LATENCY_BUCKETS_MS if latency <= bound), "inf")
+
+
+def utc_day(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))
+
+
 _turn_decoder = msgspec.json.Decoder(StoredTurn)
 _encoder = msgspec.json.Encoder()
 
@@ -148,7 +168,8 @@ class ConversationStore:
         pipe.set(self.layout.lease(lease.name), lease.token, nx=True, px=self._lease_ms)
 
     async def append(
-        self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool, lease: Lease | None = None
+        self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool, lease: Lease | None = None,
+        unanswered: bool = False,
     ) -> AppendResult:
         """Stores one complete turn, slides the conversation's TTL and gives up `lease`, in one round
         trip together with the agent's conversation index. Safe to retry (the turn id makes it a
@@ -157,12 +178,20 @@ class ConversationStore:
         The index is written first: an entry whose conversation is not (yet) stored is skipped by
         listings and leaves the index when its expiry passes; a stored conversation missing from
         the index would be unlisted and undeletable.
+
+        The same index script counts the turn in the agent's daily analytics (`layout.agent_stats`),
+        once per turn id: a retried write is not counted again. It is counted when the write is sent,
+        before APPEND_TURN (another slot) decides: a turn refused there (its conversation vanished, or
+        its lease was lost: the caller gets an error) is still counted.
         """
         keys = [*self.layout.conversation_keys(cid), self.layout.lease(cid)]
         args = [turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new),
                 lease.token if lease else ""]
-        index_keys = [self.layout.agent_conversations(agent_id), self.layout.agent_conversation_expiry(agent_id)]
-        index_args = [cid, turn.created, turn.created + ttl_seconds * 1000, turn.created, int(new)]
+        index_keys = [self.layout.agent_conversations(agent_id), self.layout.agent_conversation_expiry(agent_id),
+                      self.layout.agent_stats(agent_id, utc_day(turn.created)), self.layout.agent_counted_turns(agent_id)]
+        index_args = [cid, turn.created, turn.created + ttl_seconds * 1000, turn.created, int(new), turn.id,
+                      int(unanswered), turn.model, turn.prompt_tokens + turn.completion_tokens, latency_bucket(turn),
+                      STATS_TTL_SECONDS, COUNTED_WINDOW_MS]
         calls = [ScriptCall(scripts.INDEX_CONVERSATION, index_keys, index_args), ScriptCall(scripts.APPEND_TURN, keys, args)]
         for attempt in range(1, self.config.write_attempts + 1):
             try:

@@ -19,6 +19,13 @@ Cluster slot in one round trip.
 |                                   |        | the agent (deleted with it); trimmed with the next one  |
 | {p}:agent:{<id>}:expiry           | zset   | cid scored by when it expires (moved by every turn);    |
 |                                   |        | expired entries leave both sets at each turn write      |
+| {p}:agent:{<id>}:stats:<day>      | hash   | the agent's analytics of one UTC day (YYYY-MM-DD):      |
+|                                   |        | messages, conversations, unanswered, tokens:<model>,    |
+|                                   |        | lat:<ms bucket>; written with each turn's index; TTL    |
+|                                   |        | 400 days (not deleted with the agent: its id is never   |
+|                                   |        | reused; they expire)                                    |
+| {p}:agent:{<id>}:counted          | zset   | turn ids counted in the stats in the last 10 minutes,   |
+|                                   |        | scored by ms (a retried write counts once); PX 10 min   |
 | {p:agents}:agent:<id>             | string | JSON agent; owned by DELETE /agents/{id}                |
 | {p:agents}:index                  | zset   | agent id scored by creation ms; owned with the agents   |
 | {p:agents}:seq                    | string | last agent id handed out (never reused)                 |
@@ -122,6 +129,13 @@ class Layout:
 
     def agent_conversation_expiry(self, agent_id: int) -> str:
         return f"{self.prefix}:agent:{{{agent_id}}}:expiry"
+
+    def agent_stats(self, agent_id: int, day: str) -> str:
+        """The agent's analytics counters of one UTC day (`2026-12-02`), in the agent's slot."""
+        return f"{self.prefix}:agent:{{{agent_id}}}:stats:{day}"
+
+    def agent_counted_turns(self, agent_id: int) -> str:
+        return f"{self.prefix}:agent:{{{agent_id}}}:counted"
 
     # Agents share one hash tag: creating, seeding and deleting touch the record and the index
     # atomically in one slot. Their number is small (an agent is configuration, not traffic).

@@ -136,10 +136,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return used
 """)
 
-# Keeps an agent's conversation index in step with a turn write (sent in the same pipeline).
-# KEYS: by creation, by expiry. ARGV: cid, created ms, expires ms, now ms, is_new.
+# Keeps an agent's conversation index and its daily analytics in step with a turn write (sent in
+# the same pipeline, before APPEND_TURN, in the agent's slot).
+# KEYS: by creation, by expiry, the day's stats hash, the counted turn ids.
+# ARGV: cid, created ms, expires ms, now ms, is_new, turn id, unanswered 1|0, model, tokens,
+# latency bucket ('' = unknown), stats TTL s, counted window ms.
 # A new conversation enters both sets; a continuing one moves its expiry (XX: a deleted one is
 # not re-added); conversations whose expiry passed leave both sets, at most 100 per write.
+# The turn is counted once: its id enters the counted set (ids of the last window), and a retried
+# write of the same turn finds it there and counts nothing.
 INDEX_CONVERSATION = Script("index_conversation", """
 if ARGV[5] == '1' then
   redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
@@ -151,6 +156,18 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0
 if #expired > 0 then
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
+end
+local window = tonumber(ARGV[12])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - window)
+if redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[6]) == 1 then
+  redis.call('PEXPIRE', KEYS[4], window)
+  local stats = KEYS[3]
+  redis.call('HINCRBY', stats, 'messages', 2)
+  if ARGV[5] == '1' then redis.call('HINCRBY', stats, 'conversations', 1) end
+  if ARGV[7] == '1' then redis.call('HINCRBY', stats, 'unanswered', 1) end
+  redis.call('HINCRBY', stats, 'tokens:' .. ARGV[8], ARGV[9])
+  if ARGV[10] ~= '' then redis.call('HINCRBY', stats, 'lat:' .. ARGV[10], 1) end
+  redis.call('EXPIRE', stats, ARGV[11])
 end
 return #expired
 """)
