@@ -37,6 +37,15 @@ async def principal(request: Request, scope: str) -> Principal:
     return caller
 
 
+async def agent_access(request: Request, scope: str) -> tuple[int, Principal]:
+    """The path's agent, which exists and which the checked caller (with `scope`) may use."""
+    caller = await principal(request, scope)
+    agent = agent_id(request)
+    caller.require_agent(agent)
+    await services(request).agents.cached(agent)
+    return agent, caller
+
+
 def response_headers(request: Request) -> dict[str, str]:
     """Headers RequestContext adds to this request's response, whatever produces it."""
     return request.scope.setdefault(EXTRA_HEADERS, {})

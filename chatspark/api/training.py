@@ -5,19 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatspark.api.http import agent_id, idempotency_key, json_body, json_response, page, principal, services
+from chatspark.api.http import agent_access, idempotency_key, json_body, json_response, page, services
 from chatspark.errors import ResourceNotFound
 from chatspark.schemas import AddSource, SourceEnvelope
 from chatspark.training import view
-
-
-async def _agent(request: Request) -> tuple[int, str]:
-    """The checked caller (scope `training`) may use the path's agent, which exists."""
-    caller = await principal(request, "training")
-    agent = agent_id(request)
-    caller.require_agent(agent)
-    await services(request).agents.cached(agent)
-    return agent, caller.key_id
 
 
 def _training_id(request: Request) -> int:
@@ -28,29 +19,29 @@ def _training_id(request: Request) -> int:
 
 
 async def list_sources(request: Request) -> Response:
-    agent, _ = await _agent(request)
+    agent, _ = await agent_access(request, "training")
     return json_response(await services(request).training.list(agent, page(request)))
 
 
 async def get_source(request: Request) -> Response:
-    agent, _ = await _agent(request)
+    agent, _ = await agent_access(request, "training")
     record = await services(request).training.get(agent, _training_id(request))
     return json_response(SourceEnvelope(source=view(record)))
 
 
 async def add_source(request: Request) -> Response:
-    agent, caller = await _agent(request)
+    agent, caller = await agent_access(request, "training")
     key = idempotency_key(request)
     config = services(request).config
     # A text source may be larger than other bodies: up to [knowledge] max_text_bytes, JSON-escaped.
     body = await json_body(request, AddSource, max(config.server.max_body_bytes, 2 * config.knowledge.max_text_bytes))
-    added = await services(request).training.add(agent, body, caller=caller, idempotency_key=key)
+    added = await services(request).training.add(agent, body, caller=caller.key_id, idempotency_key=key)
     headers = {"idempotent-replayed": "true"} if added.outcome == "replayed" else None
     status = 201 if added.outcome == "created" or (added.outcome == "replayed" and added.record.live == 0) else 200
     return json_response(SourceEnvelope(source=view(added.record)), status=status, headers=headers)
 
 
 async def delete_source(request: Request) -> Response:
-    agent, _ = await _agent(request)
+    agent, _ = await agent_access(request, "training")
     await services(request).training.delete(agent, _training_id(request))
     return Response(status_code=204)
