@@ -15,6 +15,8 @@
 | `knowledge.py`   | training sources, their chunks and vectors, the ingestion job stream  |
 | `leads.py`       | an agent's leads, their list, idempotent creation, per-day counts     |
 | `webhooks.py`    | webhooks, the event outbox, deliveries, their queue and retries       |
+| `work_queue.py`  | a stream worked by a consumer group (ingestion jobs, deliveries)      |
+| `analytics.py`   | an agent's daily counters, read for a period                          |
 | `errors.py`      | what the store raises (plain exceptions; the API maps them)           |
 """
 

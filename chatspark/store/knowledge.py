@@ -17,6 +17,7 @@ from chatspark.store.connection import Connection
 from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.layout import IDEMPOTENCY_SECONDS, Layout
 from chatspark.store.webhooks import WebhookStore, event_args
+from chatspark.store.work_queue import WorkQueue
 from chatspark.webhook_events import Event, TrainingFinished
 
 SourceType = Literal["text", "page", "website"]
@@ -73,6 +74,7 @@ class KnowledgeStore:
         self.redis = redis
         self.layout = layout
         self.webhooks = webhooks
+        self.jobs = WorkQueue(redis, layout.ingestion_jobs(), JOB_GROUP)
 
     # -- sources -----------------------------------------------------------------------------------
 
@@ -204,28 +206,14 @@ class KnowledgeStore:
         )
 
     async def ensure_group(self) -> None:
-        async def create(r: Any) -> None:
-            try:
-                await r.xgroup_create(self.layout.ingestion_jobs(), JOB_GROUP, id="0", mkstream=True)
-            except Exception as exc:  # BUSYGROUP: another replica made it first
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-        await self.redis.run(create)
+        await self.jobs.ensure_group()
 
     async def next_jobs(self, consumer: str, count: int, block_ms: int) -> list[Job]:
-        reply = await self.redis.run(lambda r: r.xreadgroup(
-            JOB_GROUP, consumer, {self.layout.ingestion_jobs(): ">"}, count=count, block=block_ms
-        ))
-        entries = reply[0][1] if isinstance(reply, list) and reply else (next(iter(reply.values()))[0] if reply else [])
-        return [_job(entry, fields) for entry, fields in entries]
+        return [_job(entry, fields) for entry, fields in await self.jobs.read_new(consumer, count, block_ms)]
 
     async def orphaned_jobs(self, consumer: str, idle_ms: int, count: int) -> list[Job]:
         """Jobs whose worker went quiet for `idle_ms` (its replica died), now this consumer's."""
-        reply = await self.redis.run(lambda r: r.xautoclaim(
-            self.layout.ingestion_jobs(), JOB_GROUP, consumer, idle_ms, "0-0", count=count
-        ))
-        claimed = [_job(entry, fields) for entry, fields in reply[1] if fields]
+        claimed = [_job(entry, fields) for entry, fields in await self.jobs.claim_orphans(consumer, idle_ms, count)]
         if not claimed:
             return []
         pending = await self.redis.run(lambda r: r.xpending_range(
@@ -236,10 +224,7 @@ class KnowledgeStore:
 
     async def keep_claimed(self, consumer: str, entries: list[str]) -> None:
         """Resets the idle time of jobs still running here, so no other replica takes them over."""
-        if entries:
-            await self.redis.run(lambda r: r.xclaim(
-                self.layout.ingestion_jobs(), JOB_GROUP, consumer, 0, entries, justid=True
-            ))
+        await self.jobs.keep_claimed(consumer, entries)
 
     async def finish(self, job: Job) -> None:
         """Acknowledges and deletes the job's entry (the stream keeps only work not yet done)."""

@@ -39,6 +39,7 @@ from chatspark.store import scripts
 from chatspark.store.connection import Connection, ScriptCall
 from chatspark.store.errors import StoreUnavailable
 from chatspark.store.layout import Layout
+from chatspark.store.work_queue import WorkQueue
 from chatspark.webhook_events import Event
 
 log = logging.getLogger("chatspark.webhooks")
@@ -116,6 +117,7 @@ class WebhookStore:
         self.layout = layout
         self.cluster = redis.config.cluster
         self._listed: set[str] = set()  # outboxes this process has seen in the registry
+        self.queue = WorkQueue(redis, layout.webhook_queue()[0], DELIVERY_GROUP)
 
     # -- the producers' seam -----------------------------------------------------------------------
 
@@ -264,44 +266,18 @@ class WebhookStore:
     # -- the delivery queue ------------------------------------------------------------------------
 
     async def ensure_group(self) -> None:
-        queue, _ = self.layout.webhook_queue()
-
-        async def create(r: Any) -> None:
-            try:
-                await r.xgroup_create(queue, DELIVERY_GROUP, id="0", mkstream=True)
-            except Exception as exc:  # BUSYGROUP: another replica made it first
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-        await self.redis.run(create)
+        await self.queue.ensure_group()
 
     async def next_deliveries(self, consumer: str, count: int, block_ms: int) -> list[QueuedDelivery]:
-        queue, _ = self.layout.webhook_queue()
-
-        async def read(r: Any) -> Any:
-            try:
-                return await r.xreadgroup(DELIVERY_GROUP, consumer, {queue: ">"}, count=count, block=block_ms)
-            except Exception as exc:  # NOGROUP: a Redis that lost its data (no persistence) came back
-                if "NOGROUP" not in str(exc):
-                    raise
-                await r.xgroup_create(queue, DELIVERY_GROUP, id="0", mkstream=True)
-                return []
-
-        reply = await self.redis.run(read)
-        entries = reply[0][1] if isinstance(reply, list) and reply else (next(iter(reply.values()))[0] if reply else [])
-        return [_queued(entry, fields) for entry, fields in entries if fields]
+        return [_queued(entry, fields) for entry, fields in await self.queue.read_new(consumer, count, block_ms)]
 
     async def orphaned_deliveries(self, consumer: str, idle_ms: int, count: int) -> list[QueuedDelivery]:
         """Queue entries whose worker went quiet for `idle_ms` (its replica died), now this consumer's."""
-        queue, _ = self.layout.webhook_queue()
-        reply = await self.redis.run(lambda r: r.xautoclaim(queue, DELIVERY_GROUP, consumer, idle_ms, "0-0", count=count))
-        return [_queued(entry, fields) for entry, fields in reply[1] if fields]
+        return [_queued(entry, fields) for entry, fields in await self.queue.claim_orphans(consumer, idle_ms, count)]
 
     async def keep_claimed(self, consumer: str, entries: list[str]) -> None:
         """Resets the idle time of entries still being attempted here, so no other replica takes them."""
-        if entries:
-            queue, _ = self.layout.webhook_queue()
-            await self.redis.run(lambda r: r.xclaim(queue, DELIVERY_GROUP, consumer, 0, entries, justid=True))
+        await self.queue.keep_claimed(consumer, entries)
 
     async def move_due(self, now: int, limit: int = 500) -> int:
         queue, retry = self.layout.webhook_queue()
