@@ -128,6 +128,9 @@ class WebhooksConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     claim_idle_seconds: Seconds = 60.0
     # Delivery records (status, attempts, last status code) are kept this long for GET …/deliveries.
     keep_deliveries_seconds: PositiveInt = 7 * 24 * 3600
+    # How often expired conversations are looked for (by one replica at a time) and reported as
+    # `conversation.ended` (expired): the event comes at most about this long after the expiry.
+    expired_sweep_seconds: Seconds = 10.0
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

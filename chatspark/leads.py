@@ -25,6 +25,7 @@ from chatspark.schemas import decode_body
 from chatspark.store import Store
 from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.leads import LeadRecord
+from chatspark.webhook_events import Event, LeadCaptured
 from chatspark.wire import Request, Wire
 
 # An address as HTML's `type=email` checks it, with a dot in the domain; ASCII only (an
@@ -134,7 +135,8 @@ class Leads:
         )
         try:
             stored = await self.store.leads.add(
-                agent_id, record, utc_day(now), idempotency_digest=digest, body_digest=body_digest
+                agent_id, record, utc_day(now), idempotency_digest=digest, body_digest=body_digest,
+                event=Event.of("lead.captured", agent_id, captured(agent_id, record), now),
             )
         except IdempotencyMismatch:
             raise errors.IdempotencyConflict(
@@ -189,6 +191,15 @@ def _blank_as_none(value: str | None) -> str | None:
 def utc_day(ms: int) -> str:
     """`2026-12-02`: the UTC day of a time, the unit leads are counted in."""
     return time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))
+
+
+def captured(agent_id: int, record: LeadRecord) -> LeadCaptured:
+    """The `lead.captured` event's data: the lead's fields, with `leadId`."""
+    return LeadCaptured(
+        lead_id=record.id, agent_id=agent_id, name=record.name, email=record.email, phone=record.phone,
+        company_name=record.company_name, message=record.message, conversation_id=record.conversation_id,
+        created_at=iso(record.created),
+    )
 
 
 def view(agent_id: int, record: LeadRecord) -> Lead:

@@ -38,8 +38,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatspark.webhooks")
 
 RELAY_BATCH = 100
+# Cluster mode: every outbox is polled at least once per SWEEP_SECONDS (an event whose hint was lost
+# to a crash waits at most that long), SWEEP_PAGE of them per relay round (~15 ms of CPU).
+SWEEP_SECONDS = 30.0
+SWEEP_PAGE = 512
 DEFER_MS = 500  # a delivery whose webhook is at its bound here waits this long, then queues again
 USER_AGENT = "Chatspark-Webhooks/1.0"
+
+
+class _Sweep:
+    """Where a relay is in its slow sweep of every registered outbox (cluster mode)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self._next_cycle = 0.0  # monotonic time the next full cycle may start
+
+    def due(self) -> bool:
+        return self.position > 0 or time.monotonic() >= self._next_cycle
+
+    def advance(self, read: int) -> None:
+        if read < SWEEP_PAGE:  # the end of the registry: the next cycle in SWEEP_SECONDS
+            self.position, self._next_cycle = 0, time.monotonic() + SWEEP_SECONDS
+        else:
+            self.position += read
 
 
 def signatures(secret: str, body: bytes, timestamp: str) -> dict[str, str]:
@@ -74,6 +95,7 @@ class WebhookDelivery:
                 tasks.start_soon(self._relay)
                 tasks.start_soon(self._move_retries)
                 tasks.start_soon(self._keep_claims)
+                tasks.start_soon(self._end_expired)
                 await self._deliver(tasks)
         finally:
             if self._http is not None:
@@ -102,23 +124,58 @@ class WebhookDelivery:
 
     async def _relay(self) -> None:
         webhooks = self.store.webhooks
+        sweep = _Sweep()
         while True:
             try:
-                outboxes = await webhooks.outboxes()
-                entries = await webhooks.pending_events(outboxes, RELAY_BATCH)
-                if entries:
-                    hooks = await webhooks.all()
-                    await webhooks.fan_out(entries, hooks, now_ms(), self.config.keep_deliveries_seconds)
+                if webhooks.cluster:  # outboxes in many slots: the hinted ones polled, all swept slowly
+                    if not await self._relay_hinted(sweep):
+                        await anyio.sleep(0.2)
                     continue
-                if webhooks.cluster:  # outboxes in many slots: polled
-                    await anyio.sleep(0.2)
+                outbox = webhooks.layout.webhook_outbox()
+                entries = await webhooks.pending_events([outbox], RELAY_BATCH)
+                if entries:
+                    await webhooks.fan_out(entries, await webhooks.all(), now_ms(), self.config.keep_deliveries_seconds)
                 else:  # one outbox: woken by its next event
-                    await webhooks.wait_for_events(outboxes[0], block_ms=1000)
+                    await webhooks.wait_for_events(outbox, block_ms=1000)
             except StoreUnavailable:
                 await anyio.sleep(1)
             except Exception:  # a bug must not stop deliveries (nor, through the task group, the app)
                 log.exception("webhook relay failed; trying again")
                 await anyio.sleep(1)
+
+    async def _relay_hinted(self, sweep: _Sweep) -> bool:
+        """One round in cluster mode: the shared outbox, the hinted ones and a page of the sweep;
+        True when it found events."""
+        webhooks = self.store.webhooks
+        hinted = await webhooks.hinted_outboxes()
+        polled = dict.fromkeys([webhooks.layout.webhook_outbox(), *(o for o, _ in hinted)])
+        if sweep.due():
+            page = await webhooks.registered_outboxes(sweep.position, SWEEP_PAGE)
+            sweep.advance(len(page))
+            polled.update(dict.fromkeys(page))
+        entries = await webhooks.pending_events(list(polled), RELAY_BATCH)
+        if entries:
+            await webhooks.fan_out(entries, await webhooks.all(), now_ms(), self.config.keep_deliveries_seconds)
+        read = {o: sum(1 for e in entries if e.outbox == o) for o in polled}
+        await webhooks.clear_hints([(o, hint) for o, hint in hinted if read[o] < RELAY_BATCH])
+        return bool(entries)
+
+    async def _end_expired(self) -> None:
+        """Reports expired conversations (`conversation.ended`): a turn's write reports those of its
+        agent, this the agents that have no new turns. One replica per interval does it."""
+        interval = self.config.expired_sweep_seconds
+        while True:
+            await anyio.sleep(interval)
+            try:
+                if not await self.store.conversation_index.take_sweep(self.consumer, int(interval * 1000)):
+                    continue
+                ids = await self.store.agents.ids()
+                for start in range(0, len(ids), 200):
+                    await self.store.conversation_index.end_expired(ids[start : start + 200], now_ms())
+            except StoreUnavailable:
+                pass
+            except Exception:
+                log.exception("sweeping expired conversations failed; trying again")
 
     async def _move_retries(self) -> None:
         interval = max(0.05, min(0.5, min(self.config.retry_seconds, default=1.0) / 4))

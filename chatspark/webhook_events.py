@@ -36,6 +36,44 @@ class TrainingFinished(Wire):
     error: str | None
 
 
+class MessageSent(Wire):
+    """`message.sent`: one per message of a completed turn (the user's, then the assistant's)."""
+
+    message_id: str
+    conversation_id: str
+    agent_id: int
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: str
+
+
+class ConversationStarted(Wire):
+    conversation_id: str
+    agent_id: int
+    created_at: str
+
+
+class ConversationEnded(Wire):
+    conversation_id: str
+    agent_id: int
+    ended_at: str
+    reason: Literal["deleted", "expired", "agent_deleted"]
+
+
+class LeadCaptured(Wire):
+    """`lead.captured`: the lead's fields, with `leadId`."""
+
+    lead_id: str
+    agent_id: int
+    name: str | None
+    email: str | None
+    phone: str | None
+    company_name: str | None
+    message: str | None
+    conversation_id: str | None
+    created_at: str
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True):
     """One event to enqueue: its type, the agent it concerns (webhooks filter on it) and its `data`,
     already encoded (the bytes every delivery of it signs and sends)."""

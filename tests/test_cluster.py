@@ -3,6 +3,8 @@ cluster pipeline, and the core flows work end to end. A private 3-node cluster, 
 
 from __future__ import annotations
 
+import re
+
 import random
 import secrets
 import shutil
@@ -163,27 +165,45 @@ def test_the_widget_on_a_cluster(cluster_server):  # type: ignore[no-untyped-def
         capped = browser.post(f"{base}/chat", json={"message": "four"}, headers=visitor)
         assert capped.status_code == 402 and capped.json()["error"]["code"] == "CREDITS_EXHAUSTED"
 def test_webhook_events_are_delivered_on_a_cluster(start_server, cluster_url, fake_openai, provider_key):  # type: ignore[no-untyped-def]
-    """The events' outboxes live in their producers' slots (the agents', the agent's knowledge) and
-    reach the webhooks' slot through the relay."""
+    """The events' outboxes live in their producers' slots (the agent's, its knowledge's, each
+    conversation's: one outbox per slot) and reach the webhooks' slot through the relay."""
+    from redis.cluster import RedisCluster
+
+    from chatspark.store.layout import Layout
     from tests.test_webhooks import Receiver, verify
 
     server = start_server(fake_openai.base_url, store_url=cluster_url, store={"cluster": True},
-                          webhooks={"allow_private_urls": True, "retry_seconds": [0.3]})
+                          webhooks={"allow_private_urls": True, "retry_seconds": [0.3], "expired_sweep_seconds": 0.3})
     receiver = Receiver().start()
+    events = ["agent.updated", "training.completed", "message.sent", "conversation.started", "conversation.ended",
+              "lead.captured"]
     try:
         with server.client(server.key("test")) as http:
             agent = http.post(AGENTS, json={"name": "Hooked", "model": "local"}).json()["agent"]["id"]
             made = http.post("/api/v1/webhooks", json={"name": "c", "url": receiver.plan("/c", 500, 200),
-                                                       "events": ["agent.updated", "training.completed"],
-                                                       "agentIds": [agent]})
+                                                       "events": events, "agentIds": [agent]})
             assert made.status_code == 201, made.text
             assert http.patch(f"{AGENTS}/{agent}", json={"welcomeMessage": "hello"}).status_code == 200
             added = http.post(f"{AGENTS}/{agent}/training", json={"source": "s", "type": "text", "data": "# A\nB."})
             assert added.status_code == 201
-            received = receiver.wait_for(3, "/c", timeout=60)  # one of them answered 500 first, then retried
+            answers = [http.post(f"{AGENTS}/{agent}/chat", json={"message": f"hi {n}"}) for n in range(4)]
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            cids = [a.json()["conversationId"] for a in answers]
+            assert http.delete(f"{AGENTS}/{agent}/conversations/{cids[0]}").status_code == 204
+            lead = http.post(f"{AGENTS}/{agent}/leads", json={"email": "ann@example.com", "conversationId": cids[1]})
+            assert lead.status_code == 201, lead.text
+            # 2 + 4 × (started + 2 messages) + 1 ended + 1 lead; one of them answered 500 first, then retried
+            received = receiver.wait_for(17, "/c", timeout=60)
         for request in received:
             verify(request, made.json()["secret"])
-        assert {r.event for r in received} == {"agent.updated", "training.completed"}
-        assert len({r.delivery for r in received}) == 2
+        assert {r.event for r in received} == set(events)
+        assert len({r.delivery for r in received}) == 16
+        sent = [r.json["data"] for r in received if r.event == "message.sent"]
+        assert {m["conversationId"] for m in sent} == set(cids)
+        # One outbox per slot (named for its slot, not for a producer key), each conversation's among them.
+        layout = Layout(server.config.store.prefix)
+        registry = {o.decode() for o in RedisCluster.from_url(cluster_url).zrange(layout.webhook_outboxes()[0], 0, -1)}
+        assert {layout.webhook_outbox(layout.conversation(c)[0]) for c in cids} <= registry
+        assert all(re.fullmatch(r"\{%s:outbox:\d+\}:outbox" % re.escape(layout.prefix), o) for o in registry), registry
     finally:
         receiver.stop()

@@ -166,3 +166,11 @@ def test_an_older_version_built_late_does_not_replace_a_newer_one() -> None:
     cache.put("a", 5, newer)
     assert not cache.put("a", 4, older)
     assert cache.get("a", 5) is newer
+
+
+def test_passages_without_a_single_indexable_term_are_searched_by_vector_only() -> None:
+    """`# A\nB.`: every word a stopword; bm25s would divide by a zero average length."""
+    passages = [Passage(id="1:1:0", training_id=1, source="s", text="A. B.")]
+    index = KnowledgeIndex(passages, np.ones((1, 4), dtype=np.float32) / 2)
+    found = index.search("the a", np.ones(4, dtype=np.float32) / 2, top_k=3)
+    assert [h.passage.text for h in found.hits] == ["A. B."] and found.hits[0].bm25 == 0.0

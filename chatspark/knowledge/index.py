@@ -73,9 +73,10 @@ class KnowledgeIndex:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.fusion = fusion
         self._bm25: bm25s.BM25 | None = None
-        if self.passages:
+        corpus = [terms(_indexed_text(p)) for p in self.passages]
+        if any(corpus):  # passages of stopwords only ("# A\nB.") have no lexical side (bm25s divides by 0)
             self._bm25 = bm25s.BM25(k1=1.2, b=0.75)
-            self._bm25.index([terms(_indexed_text(p)) for p in self.passages], create_empty_token=False, show_progress=False)
+            self._bm25.index(corpus, create_empty_token=False, show_progress=False)
             # bm25s keeps a set of every term id for its own retrieve(), which we do not call.
             self._bm25.unique_token_ids_set = None
         self.nbytes = self._measure()
@@ -121,7 +122,8 @@ class KnowledgeIndex:
         return Retrieval(hits=hits, relevant=relevant)
 
     def _bm25_scores(self, query: str) -> np.ndarray:
-        assert self._bm25 is not None
+        if self._bm25 is None:
+            return np.zeros(len(self.passages), dtype=np.float32)
         # Each distinct term once: a question that repeats a word does not mean it twice as much.
         ids = self._bm25.get_tokens_ids(list(dict.fromkeys(terms(query))))
         if not ids:

@@ -55,8 +55,9 @@ class Store:
         self.config = config
         layout = Layout(config.prefix)
         self._layout = layout
-        self.conversations = ConversationStore(redis, layout, config)
-        self.conversation_index = ConversationIndex(redis, layout)
+        self.webhooks = WebhookStore(redis, layout)
+        self.conversations = ConversationStore(redis, layout, config, self.webhooks)
+        self.conversation_index = ConversationIndex(redis, layout, self.webhooks)
         self.leases = LeaseStore(redis, layout, config.lease_seconds)
         self.journal = TurnJournal(
             redis, layout, ttl_seconds=config.idempotency_seconds, lease_seconds=config.lease_seconds
@@ -64,9 +65,8 @@ class Store:
         self.keys = KeyStore(redis, layout)
         self.credits = CreditStore(redis, layout)
         self.rates = RateStore(redis, layout)
-        self.webhooks = WebhookStore(redis, layout)
         self.knowledge = KnowledgeStore(redis, layout, self.webhooks)
-        self.leads = LeadStore(redis, layout)
+        self.leads = LeadStore(redis, layout, self.webhooks)
         self.analytics = AnalyticsStore(redis, layout)
         self.agents = AgentStore(redis, layout, self.conversation_index, self.knowledge, self.leads, self.webhooks)
 

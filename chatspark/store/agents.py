@@ -51,6 +51,10 @@ class AgentStore:
             seeded += int(await self.redis.script(scripts.SEED_AGENT, keys, args))
         return seeded
 
+    async def ids(self) -> list[int]:
+        """Every agent's id (for sweeps over all agents)."""
+        return [int(m) for m in await self.redis.run(lambda r: r.zrange(self.layout.agent_index(), 0, -1))]
+
     async def get(self, agent_id: int) -> Agent | None:
         raw = await self.redis.run(lambda r: r.get(self.layout.agent(agent_id)))
         return None if raw is None else _decoder.decode(raw)
@@ -94,9 +98,12 @@ class AgentStore:
 
     async def update(self, agent: Agent, event: Event | None = None) -> bool:
         """Replaces the agent if it still exists, enqueuing `event` (agent.updated) in the same script."""
-        keys = [self.layout.agent(agent.id), await self.webhooks.outbox(self.layout.agent(agent.id))]
+        outbox = await self.webhooks.outbox(self.layout.agent(agent.id))
         args = [_encoder.encode(agent), *event_args(event)]
-        return bool(await self.redis.script(scripts.UPDATE_AGENT, keys, args))
+        updated = bool(await self.redis.script(scripts.UPDATE_AGENT, [self.layout.agent(agent.id), outbox], args))
+        if updated and event is not None:
+            await self.webhooks.hint(outbox)
+        return updated
 
     async def delete(self, agent_id: int) -> bool:
         """Removes the agent record and index entry, then every conversation, training source and lead of it."""

@@ -17,8 +17,11 @@ from chatspark.store.config import StoreConfig
 from chatspark.store import scripts
 from chatspark.store.connection import Connection, ScriptCall
 from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
+from chatspark.clock import iso, now_ms
 from chatspark.store.layout import Layout
 from chatspark.store.leases import Lease
+from chatspark.store.webhooks import WebhookStore, event_args
+from chatspark.webhook_events import ConversationEnded, ConversationStarted, Event, MessageSent
 
 log = logging.getLogger("chatspark.store")
 
@@ -122,11 +125,33 @@ _turn_decoder = msgspec.json.Decoder(StoredTurn)
 _encoder = msgspec.json.Encoder()
 
 
+def turn_events(cid: str, agent_id: int, turn: StoredTurn) -> list[Event]:
+    """A stored turn's webhook events: the conversation started (its first turn only: the write
+    script decides), the user's message and the assistant's."""
+    asked = turn.asked or turn.created
+    return [
+        Event.of("conversation.started", agent_id, ConversationStarted(
+            conversation_id=cid, agent_id=agent_id, created_at=iso(asked)), asked),
+        Event.of("message.sent", agent_id, MessageSent(
+            message_id=turn.user_id, conversation_id=cid, agent_id=agent_id, role="user", content=turn.query,
+            created_at=iso(asked)), asked),
+        Event.of("message.sent", agent_id, MessageSent(
+            message_id=turn.id, conversation_id=cid, agent_id=agent_id, role="assistant", content=turn.response,
+            created_at=iso(turn.created)), turn.created),
+    ]
+
+
+def ended_event(cid: str, agent_id: int, reason: str, at: int) -> Event:
+    return Event.of("conversation.ended", agent_id, ConversationEnded(
+        conversation_id=cid, agent_id=agent_id, ended_at=iso(at), reason=reason), at)  # type: ignore[arg-type]
+
+
 class ConversationStore:
-    def __init__(self, redis: Connection, layout: Layout, config: StoreConfig) -> None:
+    def __init__(self, redis: Connection, layout: Layout, config: StoreConfig, webhooks: WebhookStore) -> None:
         self.redis = redis
         self.layout = layout
         self.config = config
+        self.webhooks = webhooks
         self._lease_ms = int(config.lease_seconds * 1000)
 
     async def load(self, cid: str, recent: int, lease: Lease | None = None) -> Conversation | None:
@@ -184,14 +209,19 @@ class ConversationStore:
         before APPEND_TURN (another slot) decides: a turn refused there (its conversation vanished, or
         its lease was lost: the caller gets an error) is still counted.
         """
-        keys = [*self.layout.conversation_keys(cid), self.layout.lease(cid)]
+        outbox = await self.webhooks.outbox(self.layout.conversation(cid)[0])
+        keys = [*self.layout.conversation_keys(cid), self.layout.lease(cid), outbox]
         args = [turn.id, _encoder.encode(turn), turn.created, ttl_seconds, self.config.max_turns, agent_id, int(new),
                 lease.token if lease else ""]
+        for event in turn_events(cid, agent_id, turn):
+            args += event_args(event)
+        index_outbox = await self.webhooks.outbox(self.layout.agent_conversations(agent_id))
         index_keys = [self.layout.agent_conversations(agent_id), self.layout.agent_conversation_expiry(agent_id),
-                      self.layout.agent_stats(agent_id, utc_day(turn.created)), self.layout.agent_counted_turns(agent_id)]
+                      self.layout.agent_stats(agent_id, utc_day(turn.created)), self.layout.agent_counted_turns(agent_id),
+                      index_outbox]
         index_args = [cid, turn.created, turn.created + ttl_seconds * 1000, turn.created, int(new), turn.id,
                       int(unanswered), turn.model, turn.prompt_tokens + turn.completion_tokens, latency_bucket(turn),
-                      STATS_TTL_SECONDS, COUNTED_WINDOW_MS]
+                      STATS_TTL_SECONDS, COUNTED_WINDOW_MS, agent_id]
         calls = [ScriptCall(scripts.INDEX_CONVERSATION, index_keys, index_args), ScriptCall(scripts.APPEND_TURN, keys, args)]
         for attempt in range(1, self.config.write_attempts + 1):
             try:
@@ -199,12 +229,16 @@ class ConversationStore:
                 failed = next((r for r in replies if isinstance(r, Exception)), None)
                 if failed is not None:
                     raise StoreUnavailable() from failed
-                status, count, created = replies[1]
+                ended, (status, count, created) = replies
                 break
             except StoreUnavailable as exc:
                 log.warning("turn write attempt %d failed: %s", attempt, exc.__cause__ or exc)
                 if attempt == self.config.write_attempts:
                     raise
+        if ended:
+            await self.webhooks.hint(index_outbox)
+        if status == _STORED:
+            await self.webhooks.hint(outbox)
         if status == _LEASE_LOST:
             raise LeaseTaken(agent_id)
         if status not in (_STORED, _ALREADY_STORED):
@@ -239,8 +273,14 @@ class ConversationStore:
         keys = [meta, tids, self.layout.ratings(cid), turns]
         return RateOutcome(int(await self.redis.script(scripts.RATE_MESSAGE, keys, [message_id, rating or "", agent_id])))
 
-    async def delete(self, cid: str, agent_id: int) -> bool:
-        deleted = await self.redis.script(scripts.DELETE_CONVERSATION, self.layout.conversation_keys(cid), [agent_id])
+    async def delete(self, cid: str, agent_id: int, now: int | None = None) -> bool:
+        """Deletes the conversation (reporting `conversation.ended`, deleted) and unindexes it."""
+        outbox = await self.webhooks.outbox(self.layout.conversation(cid)[0])
+        keys = [*self.layout.conversation_keys(cid), outbox]
+        args = [agent_id, *event_args(ended_event(cid, agent_id, "deleted", now or now_ms()))]
+        deleted = await self.redis.script(scripts.DELETE_CONVERSATION, keys, args)
+        if deleted:
+            await self.webhooks.hint(outbox)
 
         def unindex(pipe: Any) -> None:
             pipe.zrem(self.layout.agent_conversations(agent_id), cid)
@@ -251,11 +291,13 @@ class ConversationStore:
 
 
 class ConversationIndex:
-    """An agent's conversations: listed newest first, deleted together with the agent."""
+    """An agent's conversations: listed newest first, deleted together with the agent, and reported
+    as ended when they expire."""
 
-    def __init__(self, redis: Connection, layout: Layout) -> None:
+    def __init__(self, redis: Connection, layout: Layout, webhooks: WebhookStore) -> None:
         self.redis = redis
         self.layout = layout
+        self.webhooks = webhooks
 
     async def list(self, agent_id: int, after: tuple[int, str] | None, limit: int) -> list[ConversationInfo]:
         """Up to `limit` live conversations, newest first, strictly after (created, id) `after`.
@@ -311,18 +353,47 @@ class ConversationIndex:
             ))
         return rows
 
-    async def delete_all(self, agent_id: int) -> int:
-        """Deletes every conversation of an agent and its index; returns how many were listed."""
+    async def delete_all(self, agent_id: int, now: int | None = None) -> int:
+        """Deletes every conversation of an agent, each reporting `conversation.ended` (agent_deleted),
+        and its index; returns how many were listed. 200 per round trip: one delete script each, then
+        their index entries."""
         index = self.layout.agent_conversations(agent_id)
+        now = now or now_ms()
         deleted = 0
         while cids := [c.decode() for c in await self.redis.run(lambda r: r.zrange(index, 0, 199))]:
-
-            def delete(pipe: Any, batch: list[str] = cids) -> None:
-                for cid in batch:
-                    pipe.delete(*self.layout.conversation_keys(cid))
-                pipe.zrem(index, *batch)
-
-            await self.redis.pipeline(delete)
+            calls, outboxes = [], []
+            for cid in cids:
+                outboxes.append(await self.webhooks.outbox(self.layout.conversation(cid)[0]))
+                args = [agent_id, *event_args(ended_event(cid, agent_id, "agent_deleted", now))]
+                calls.append(ScriptCall(scripts.DELETE_CONVERSATION, [*self.layout.conversation_keys(cid), outboxes[-1]], args))
+            replies = await self.redis.scripts(calls)
+            failed = next((r for r in replies if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise StoreUnavailable() from failed
+            for outbox in dict.fromkeys(o for o, deleted in zip(outboxes, replies, strict=True) if deleted):
+                await self.webhooks.hint(outbox)
+            await self.redis.run(lambda r, batch=cids: r.zrem(index, *batch))
             deleted += len(cids)
         await self.redis.run(lambda r: r.delete(index, self.layout.agent_conversation_expiry(agent_id)))
         return deleted
+
+    async def take_sweep(self, owner: str, interval_ms: int) -> bool:
+        """True when this replica sweeps expired conversations this round (one replica per interval)."""
+        return bool(await self.redis.run(lambda r: r.set(self.layout.expiry_sweep(), owner, nx=True, px=interval_ms)))
+
+    async def end_expired(self, agent_ids: list[int], now: int, limit: int = 500) -> int:
+        """Reports and unindexes the expired conversations of these agents (up to `limit` each), in
+        one round trip; returns how many ended."""
+        calls, outboxes = [], []
+        for agent_id in agent_ids:
+            index = self.layout.agent_conversations(agent_id)
+            outboxes.append(await self.webhooks.outbox(index))
+            keys = [index, self.layout.agent_conversation_expiry(agent_id), outboxes[-1]]
+            calls.append(ScriptCall(scripts.END_EXPIRED, keys, [now, agent_id, limit]))
+        replies = await self.redis.scripts(calls) if calls else []
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise StoreUnavailable() from failed
+        for outbox in dict.fromkeys(o for o, ended in zip(outboxes, replies, strict=True) if ended):
+            await self.webhooks.hint(outbox)
+        return sum(int(r) for r in replies)

@@ -271,6 +271,8 @@ class KnowledgeStore:
             event = _training_event(record, "completed", count, None, now)
             args = [job.generation, record.live, title or "", now, count, *event_args(event)]
             done = await self.redis.script(scripts.COMPLETE_JOB, keys, args)
+            if done == 1:
+                await self.webhooks.hint(outbox)
             if done != -1:
                 return done == 1
         return False
@@ -279,11 +281,13 @@ class KnowledgeStore:
         """Records the failure, enqueuing `training.failed` in the same script (unless stale)."""
         record_key = self.layout.knowledge_source(job.agent_id, job.training_id)
         record = await self.get(job.agent_id, job.training_id)
+        outbox = await self.webhooks.outbox(record_key)
         keys = [record_key,
                 self.layout.knowledge_chunks(job.agent_id, job.training_id, job.generation),
-                self.layout.knowledge_data(job.agent_id, job.training_id), await self.webhooks.outbox(record_key)]
+                self.layout.knowledge_data(job.agent_id, job.training_id), outbox]
         event = None if record is None else _training_event(record, "failed", record.data_count, error[:500], now)
-        await self.redis.script(scripts.FAIL_JOB, keys, [job.generation, error[:500], now, *event_args(event)])
+        if await self.redis.script(scripts.FAIL_JOB, keys, [job.generation, error[:500], now, *event_args(event)]) == 1:
+            await self.webhooks.hint(outbox)
 
 
 def _training_event(record: SourceRecord, status: Literal["completed", "failed"], count: int | None,

@@ -72,6 +72,8 @@ Cluster slot in one round trip.
 | {p}:agent:{<id>}:widget-used:<M>  | string | the agent's completed widget turns that month (UTC);    |
 |                                   |        | TTL the month + 62 days                                 |
 | {p}:agent:{<id>}:widget-held:<M>  | zset   | widget credits held by running turns; PX the hold time  |
+| {p}:expiry-sweep                  | string | the replica sweeping expired conversations now; PX the  |
+|                                   |        | sweep interval                                          |
 | {p:webhooks}:hooks                | hash   | webhook id -> JSON record (with its signing secret);    |
 |                                   |        | owned by DELETE /webhooks/{id}                          |
 | {p:webhooks}:seq                  | string | last webhook id handed out (never reused)               |
@@ -79,8 +81,10 @@ Cluster slot in one round trip.
 | {p:webhooks}:inactive             | hash   | webhook id -> ms it was deactivated; PATCH isActive     |
 | {p:webhooks}:outbox               | stream | events not yet fanned out (no cluster); relayed entries |
 |                                   |        | are deleted                                             |
-| <tag of a producer key>:outbox    | stream | the same, in the producer's slot (cluster mode)         |
-| {p:webhooks}:outboxes             | zset   | the outboxes above (cluster mode); kept, a few per slot |
+| {p:outbox:<n>}:outbox             | stream | the same, one per slot, in the producer's slot (cluster |
+|                                   |        | mode; <n> chosen so the tag hashes to that slot)        |
+| {p:webhooks}:outboxes             | zset   | the outboxes above (cluster mode), one per slot, kept;  |
+|                                   |        | score > 0: written since last drained (a relay hint)    |
 | {p:webhooks}:relayed              | zset   | event ids fanned out (cluster mode: a relay retried     |
 |                                   |        | after its outbox XDEL failed is a no-op); trimmed 1 day |
 | {p:webhooks}:dlv:<id>             | hash   | one delivery: webhook, event, body, status, attempts,   |
@@ -94,6 +98,9 @@ Cluster slot in one round trip.
 """
 
 from __future__ import annotations
+
+import functools
+from binascii import crc_hqx
 
 # How long an expired or revoked key record stays, so a client hears EXPIRED/REVOKED, not INVALID.
 KEY_TOMBSTONE_SECONDS = 30 * 24 * 3600
@@ -238,6 +245,10 @@ class Layout:
         """Every key of an agent's leads (what the agent's deletion removes)."""
         return (*self.leads(agent_id), *self.lead_idempotency(agent_id), self.lead_daily(agent_id))
 
+    def expiry_sweep(self) -> str:
+        """Held (PX the sweep interval) by the replica sweeping expired conversations this round."""
+        return f"{self.prefix}:expiry-sweep"
+
     def ingestion_jobs(self) -> str:
         return f"{self.prefix}:jobs:ingest"
 
@@ -258,13 +269,13 @@ class Layout:
         return f"{tag}:failures", f"{tag}:inactive"
 
     def webhook_outbox(self, beside: str | None = None) -> str:
-        """The outbox events are written to: the shared one, or (cluster mode) one in the slot of
-        the key `beside`, so the producer's script writes it atomically with its own keys."""
+        """The outbox events are written to: the shared one, or (cluster mode) the one in the slot of
+        the key `beside`, so the producer's script writes it atomically with its own keys. There is
+        one outbox per slot, not per producer key: a conversation's turn writes the outbox of its
+        slot, so there are never more than 16,384 outboxes to drain."""
         if beside is None:
             return f"{self._webhooks()}:outbox"
-        start, end = beside.find("{"), beside.find("}")
-        assert 0 <= start < end, f"{beside} has no hash tag"
-        return f"{beside[: end + 1]}:outbox"
+        return f"{{{_slot_tags(self.prefix)[key_slot(beside)]}}}:outbox"
 
     def webhook_outboxes(self) -> tuple[str, str]:
         """(the registry of outboxes, the event ids relayed) for cluster mode."""
@@ -281,3 +292,33 @@ class Layout:
         """(deliveries due now: a stream with a consumer group, retries scheduled: a zset)."""
         tag = self._webhooks()
         return f"{tag}:queue", f"{tag}:retry"
+
+
+SLOTS = 16384
+
+
+def key_slot(key: str) -> int:
+    """The Redis Cluster slot of a key: CRC16 (XMODEM, which `binascii.crc_hqx` computes) of its
+    hash tag, or of the whole key when it has none."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    return crc_hqx(key.encode(), 0) % SLOTS
+
+
+@functools.lru_cache(maxsize=4)
+def _slot_tags(prefix: str) -> tuple[str, ...]:
+    """For every slot, a hash tag of this prefix that lands in it: `<prefix>:outbox:<n>` with the
+    smallest n that does (the same on every replica). ~140k CRCs, ~80 ms, once per process."""
+    tags: list[str | None] = [None] * SLOTS
+    missing, n = SLOTS, 0
+    while missing:
+        tag = f"{prefix}:outbox:{n}"
+        slot = crc_hqx(tag.encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot] = tag
+            missing -= 1
+        n += 1
+    return tuple(tags)  # type: ignore[arg-type]

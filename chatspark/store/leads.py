@@ -15,6 +15,8 @@ from chatspark.store import scripts
 from chatspark.store.connection import Connection
 from chatspark.store.errors import IdempotencyMismatch
 from chatspark.store.layout import IDEMPOTENCY_SECONDS, Layout
+from chatspark.store.webhooks import WebhookStore, event_args
+from chatspark.webhook_events import Event
 
 
 class LeadRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,24 +41,30 @@ _decoder = msgspec.json.Decoder(LeadRecord)
 
 
 class LeadStore:
-    def __init__(self, redis: Connection, layout: Layout) -> None:
+    def __init__(self, redis: Connection, layout: Layout, webhooks: WebhookStore) -> None:
         self.redis = redis
         self.layout = layout
+        self.webhooks = webhooks
 
     async def add(
-        self, agent_id: int, record: LeadRecord, day: str, *, idempotency_digest: str | None, body_digest: str
+        self, agent_id: int, record: LeadRecord, day: str, *, idempotency_digest: str | None, body_digest: str,
+        event: Event | None = None,
     ) -> Stored:
-        """Stores `record` and counts it on `day` (UTC, `2026-12-02`); with an idempotency digest seen
-        before, answers the lead it created instead. Raises IdempotencyMismatch (another body, or that
-        lead was deleted since)."""
+        """Stores `record` and counts it on `day` (UTC, `2026-12-02`), enqueuing `event` (lead.captured)
+        in the same script; with an idempotency digest seen before, answers the lead it created
+        instead (and enqueues nothing). Raises IdempotencyMismatch (another body, or that lead was
+        deleted since)."""
         stamped = msgspec.structs.replace(record, idem=idempotency_digest or "")
         idem, idem_expiry = self.layout.lead_idempotency(agent_id)
-        keys = [*self.layout.leads(agent_id), idem, idem_expiry, self.layout.lead_daily(agent_id)]
+        outbox = await self.webhooks.outbox(self.layout.leads(agent_id)[0])
+        keys = [*self.layout.leads(agent_id), idem, idem_expiry, self.layout.lead_daily(agent_id), outbox]
         args = [record.id, _encoder.encode(stamped), record.created, day, idempotency_digest or "", body_digest,
-                record.created + IDEMPOTENCY_SECONDS * 1000, record.created]
+                record.created + IDEMPOTENCY_SECONDS * 1000, record.created, *event_args(event)]
         status, raw = await self.redis.script(scripts.ADD_LEAD, keys, args)
         if status == -1:
             raise IdempotencyMismatch()
+        if status == 1 and event is not None:
+            await self.webhooks.hint(outbox)
         return Stored(_decoder.decode(raw), "created" if status == 1 else "replayed")
 
     async def list(self, agent_id: int, after: tuple[int, str] | None, limit: int) -> list[LeadRecord]:

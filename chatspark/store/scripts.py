@@ -27,12 +27,56 @@ end
 """
 
 
-# Appends one turn atomically: the list, the id set, the counters and the sliding TTL move together.
-# KEYS: meta, turns, tids, ratings, lease. ARGV: turn id, turn JSON, now ms, ttl s, max turns, agent id,
-# is_new, lease token. Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a
+# `conversation.ended` for the conversations of an agent whose expiry (the index's score) passed:
+# at most `limit` leave both index sets, each reported into `outbox` (the agent's slot). The event
+# is built here, as only this script knows which ones expired: `iso` writes the contract's time
+# format (`clock.iso`) from epoch ms with Hinnant's civil-from-days.
+END_EXPIRED_LUA = """
+local function iso(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600),
+                       math.floor((rem % 3600) / 60), rem % 60, ms % 1000)
+end
+local function end_expired(convs, expiry, outbox, now, agent, limit)
+  local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  if #expired == 0 then return 0 end
+  local cids = {}
+  for i = 1, #expired, 2 do
+    local cid, at = expired[i], tonumber(expired[i + 1])
+    cids[#cids + 1] = cid
+    local data = '{"conversationId":' .. cjson.encode(cid) .. ',"agentId":' .. agent .. ',"endedAt":"' .. iso(at) ..
+                 '","reason":"expired"}'
+    redis.call('XADD', outbox, 'MAXLEN', '~', 1000000, '*', 'e', 'conversation.ended', 'a', agent, 't', at, 'd', data)
+  end
+  redis.call('ZREM', convs, unpack(cids))
+  redis.call('ZREM', expiry, unpack(cids))
+  return #cids
+end
+"""
+
+
+# Appends one turn atomically: the list, the id set, the counters and the sliding TTL move together,
+# with the turn's webhook events: `conversation.started` (only when this write made the conversation),
+# then `message.sent` for the user's message and for the assistant's (only when this write stored the
+# turn: a retried write enqueues nothing again).
+# KEYS: meta, turns, tids, ratings, lease, webhook outbox. ARGV: turn id, turn JSON, now ms, ttl s,
+# max turns, agent id, is_new, lease token, then three events' four (EVENT_ARGS): started, user, assistant.
+# Returns {status, turns, created_ms}; status 1 = stored, 0 = already stored (a
 # retried write), -1 = the conversation vanished (expired or deleted) while the turn ran, -2 = agent
 # mismatch, -3 = the turn's lease lapsed and another turn holds the conversation (fenced off).
-APPEND_TURN = Script("append_turn", """
+APPEND_TURN = Script("append_turn", ENQUEUE_EVENT_LUA + """
 local meta, turns, tids = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('SISMEMBER', tids, ARGV[1]) == 1 then
   return {0, tonumber(redis.call('HGET', meta, 'turns')), tonumber(redis.call('HGET', meta, 'created'))}
@@ -64,6 +108,9 @@ redis.call('EXPIRE', turns, ttl)
 redis.call('EXPIRE', tids, ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('DEL', KEYS[5])
+if not exists then enqueue_event(KEYS[6], 8) end
+enqueue_event(KEYS[6], 12)
+enqueue_event(KEYS[6], 16)
 return {1, count, tonumber(redis.call('HGET', meta, 'created'))}
 """)
 
@@ -138,25 +185,22 @@ return used
 
 # Keeps an agent's conversation index and its daily analytics in step with a turn write (sent in
 # the same pipeline, before APPEND_TURN, in the agent's slot).
-# KEYS: by creation, by expiry, the day's stats hash, the counted turn ids.
+# KEYS: by creation, by expiry, the day's stats hash, the counted turn ids, the webhook outbox.
 # ARGV: cid, created ms, expires ms, now ms, is_new, turn id, unanswered 1|0, model, tokens,
-# latency bucket ('' = unknown), stats TTL s, counted window ms.
+# latency bucket ('' = unknown), stats TTL s, counted window ms, agent id.
 # A new conversation enters both sets; a continuing one moves its expiry (XX: a deleted one is
-# not re-added); conversations whose expiry passed leave both sets, at most 100 per write.
+# not re-added); conversations whose expiry passed leave both sets, at most 100 per write, each
+# reported as `conversation.ended` (expired).
 # The turn is counted once: its id enters the counted set (ids of the last window), and a retried
 # write of the same turn finds it there and counts nothing.
-INDEX_CONVERSATION = Script("index_conversation", """
+INDEX_CONVERSATION = Script("index_conversation", END_EXPIRED_LUA + """
 if ARGV[5] == '1' then
   redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 else
   redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
 end
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
-if #expired > 0 then
-  redis.call('ZREM', KEYS[1], unpack(expired))
-  redis.call('ZREM', KEYS[2], unpack(expired))
-end
+local ended = end_expired(KEYS[1], KEYS[2], KEYS[5], tonumber(ARGV[4]), ARGV[13], 100)
 local window = tonumber(ARGV[12])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - window)
 if redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[6]) == 1 then
@@ -169,7 +213,14 @@ if redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[6]) == 1 then
   if ARGV[10] ~= '' then redis.call('HINCRBY', stats, 'lat:' .. ARGV[10], 1) end
   redis.call('EXPIRE', stats, ARGV[11])
 end
-return #expired
+return ended
+""")
+
+# Reports and unindexes an agent's expired conversations (the sweep every replica runs, so an agent
+# with no new turns still reports them). KEYS: by creation, by expiry, webhook outbox.
+# ARGV: now ms, agent id, at most. Returns how many ended.
+END_EXPIRED = Script("end_expired", END_EXPIRED_LUA + """
+return end_expired(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]))
 """)
 
 # Deletes a lease only if this token holds it. KEYS: lease. ARGV: token.
@@ -254,10 +305,12 @@ end
 return 1
 """)
 
-# Deletes one conversation if it belongs to the agent. KEYS: meta, turns, tids, ratings. ARGV: agent.
-DELETE_CONVERSATION = Script("delete_conversation", """
+# Deletes one conversation if it belongs to the agent, with its `conversation.ended` event.
+# KEYS: meta, turns, tids, ratings, webhook outbox. ARGV: agent, then the event's four (EVENT_ARGS).
+DELETE_CONVERSATION = Script("delete_conversation", ENQUEUE_EVENT_LUA + """
 if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+enqueue_event(KEYS[5], 1)
 return 1
 """)
 
@@ -416,12 +469,13 @@ return 1
 
 # Stores a new lead: its record, its place in the agent's list, the day's count and the idempotency
 # entry move together. Expired idempotency entries (at most 100) leave first.
-# KEYS: index, records, idempotency entries, their expiry, daily counts.
+# KEYS: index, records, idempotency entries, their expiry, daily counts, webhook outbox.
 # ARGV: lead id, JSON, created ms, UTC day, idempotency digest ('' = no key), body digest,
-#       entry expiry ms, now ms.
+#       entry expiry ms, now ms, then the `lead.captured` event's four (EVENT_ARGS), enqueued only
+#       when the lead is created.
 # Returns {1, JSON} created, {0, JSON of the earlier lead} replayed, {-1, ''} the key was used with
 # another body or its lead was deleted since.
-ADD_LEAD = Script("add_lead", """
+ADD_LEAD = Script("add_lead", ENQUEUE_EVENT_LUA + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[8], 'LIMIT', 0, 100)
 if #expired > 0 then
   redis.call('HDEL', KEYS[3], unpack(expired))
@@ -441,6 +495,7 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+enqueue_event(KEYS[6], 8)
 return {1, ARGV[2]}
 """)
 
@@ -537,6 +592,17 @@ while KEYS[k] do
   redis.call('EXPIRE', KEYS[k + 1], keep)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*', 'd', id, 'w', ARGV[a + 1])
   k, a = k + 2, a + 4
+end
+return 1
+""")
+
+# Clears the hints of outboxes a relay drained (cluster mode), unless a producer hinted again since
+# it read them. KEYS: the outbox registry. ARGV: outbox, hint read, outbox, hint read, ...
+CLEAR_HINTS = Script("clear_hints", """
+for i = 1, #ARGV, 2 do
+  if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]) or '0') == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[i])
+  end
 end
 return 1
 """)
