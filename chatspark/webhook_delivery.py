@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatspark.webhooks")
 
 RELAY_BATCH = 100
+# After a batch smaller than RELAY_BATCH the relay waits this long, so events arriving one by one are
+# fanned out in batches: a few relay round trips per second whatever the rate (first attempt still
+# well within 2 s).
+RELAY_PAUSE = 0.05
 # Cluster mode: every outbox is polled at least once per SWEEP_SECONDS (an event whose hint was lost
 # to a crash waits at most that long), SWEEP_PAGE of them per relay round (~15 ms of CPU).
 SWEEP_SECONDS = 30.0
@@ -128,24 +132,24 @@ class WebhookDelivery:
         while True:
             try:
                 if webhooks.cluster:  # outboxes in many slots: the hinted ones polled, all swept slowly
-                    if not await self._relay_hinted(sweep):
-                        await anyio.sleep(0.2)
+                    found = await self._relay_hinted(sweep)
+                    await anyio.sleep(0.2 if not found else RELAY_PAUSE if found < RELAY_BATCH else 0)
                     continue
-                outbox = webhooks.layout.webhook_outbox()
-                entries = await webhooks.pending_events([outbox], RELAY_BATCH)
+                # One outbox: the read waits for its next event.
+                entries = await webhooks.pending_events([webhooks.layout.webhook_outbox()], RELAY_BATCH, block_ms=1000)
                 if entries:
                     await webhooks.fan_out(entries, await webhooks.all(), now_ms(), self.config.keep_deliveries_seconds)
-                else:  # one outbox: woken by its next event
-                    await webhooks.wait_for_events(outbox, block_ms=1000)
+                if 0 < len(entries) < RELAY_BATCH:
+                    await anyio.sleep(RELAY_PAUSE)
             except StoreUnavailable:
                 await anyio.sleep(1)
             except Exception:  # a bug must not stop deliveries (nor, through the task group, the app)
                 log.exception("webhook relay failed; trying again")
                 await anyio.sleep(1)
 
-    async def _relay_hinted(self, sweep: _Sweep) -> bool:
+    async def _relay_hinted(self, sweep: _Sweep) -> int:
         """One round in cluster mode: the shared outbox, the hinted ones and a page of the sweep;
-        True when it found events."""
+        returns the most events found in one outbox."""
         webhooks = self.store.webhooks
         hinted = await webhooks.hinted_outboxes()
         polled = dict.fromkeys([webhooks.layout.webhook_outbox(), *(o for o, _ in hinted)])
@@ -158,7 +162,7 @@ class WebhookDelivery:
             await webhooks.fan_out(entries, await webhooks.all(), now_ms(), self.config.keep_deliveries_seconds)
         read = {o: sum(1 for e in entries if e.outbox == o) for o in polled}
         await webhooks.clear_hints([(o, hint) for o, hint in hinted if read[o] < RELAY_BATCH])
-        return bool(entries)
+        return max(read.values(), default=0)
 
     async def _end_expired(self) -> None:
         """Reports expired conversations (`conversation.ended`): a turn's write reports those of its

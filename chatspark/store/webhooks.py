@@ -232,10 +232,16 @@ class WebhookStore:
             registry, _ = self.layout.webhook_outboxes()
             await self.redis.script(scripts.CLEAR_HINTS, [registry], [v for pair in drained for v in pair])
 
-    async def pending_events(self, outboxes: list[str], count: int) -> list[OutboxEntry]:
-        """The oldest events of each outbox, read in one pipeline. An entry that is not an event
-        (written by hand, or by a bug) is deleted, so it cannot hold up the events behind it."""
-        replies = await self.redis.pipeline(lambda p: [p.xrange(o, "-", "+", count=count) for o in outboxes])
+    async def pending_events(self, outboxes: list[str], count: int, block_ms: int | None = None) -> list[OutboxEntry]:
+        """The oldest events of each outbox, read in one pipeline; with `block_ms` (one outbox), waiting
+        that long for one to arrive. An entry that is not an event (written by hand, or by a bug) is
+        deleted, so it cannot hold up the events behind it."""
+        if block_ms is not None:
+            [outbox] = outboxes
+            read = await self.redis.run(lambda r: r.xread({outbox: "0-0"}, count=count, block=block_ms))
+            replies = [read[0][1] if read else []]
+        else:
+            replies = await self.redis.pipeline(lambda p: [p.xrange(o, "-", "+", count=count) for o in outboxes])
         found = []
         for outbox, entries in zip(outboxes, replies, strict=True):
             malformed = []
@@ -248,10 +254,6 @@ class WebhookStore:
                 log.error("dropped %d malformed entries of the webhook outbox %s", len(malformed), outbox)
                 await self.redis.run(lambda r, o=outbox, m=malformed: r.xdel(o, *m))
         return found
-
-    async def wait_for_events(self, outbox: str, block_ms: int) -> None:
-        """Returns when the outbox holds an entry, or after `block_ms`."""
-        await self.redis.run(lambda r: r.xread({outbox: "0-0"}, count=1, block=block_ms))
 
     async def fan_out(self, entries: list[OutboxEntry], webhooks: list[Webhook], now: int, keep_seconds: int) -> int:
         """A delivery per active webhook that wants each event; each entry fanned out once, whichever
