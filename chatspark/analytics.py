@@ -29,6 +29,8 @@ class Day(Wire):
     messages: int
     conversations: int
     leads: int
+    positive_feedback: int  # ratings given that day (a rating changed or cleared later counts -1 then)
+    negative_feedback: int
 
 
 class AgentAnalytics(Wire):
@@ -43,6 +45,8 @@ class AgentAnalytics(Wire):
     period: Period
     daily: list[Day]
     unanswered_turns: int
+    positive_feedback: int
+    negative_feedback: int
     tokens_by_model: dict[str, int]
     p50_latency_ms: int | None
 
@@ -96,7 +100,8 @@ class Analytics:
                 elif kind == "lat":
                     latency[name] = latency.get(name, 0) + count
         daily = [
-            Day(date=day, messages=s.get("messages", 0), conversations=s.get("conversations", 0), leads=n)
+            Day(date=day, messages=s.get("messages", 0), conversations=s.get("conversations", 0), leads=n,
+                positive_feedback=s.get("feedback:positive", 0), negative_feedback=s.get("feedback:negative", 0))
             for day, s, n in zip(days, stats, leads)
         ]
         return AgentAnalytics(
@@ -106,6 +111,8 @@ class Analytics:
             period=Period(start=days[0], end=days[-1]),
             daily=daily,
             unanswered_turns=sum(s.get("unanswered", 0) for s in stats),
+            positive_feedback=sum(d.positive_feedback for d in daily),
+            negative_feedback=sum(d.negative_feedback for d in daily),
             tokens_by_model=tokens,
             p50_latency_ms=median_bucket(latency),
         )

@@ -58,6 +58,14 @@ def test_totals_are_exactly_the_turns_conversations_and_leads_across_two_replica
         for http in (two, one):
             replay = http.post(f"/api/v1/agents/{agent}/chat", json={"message": "Again?"}, headers=idempotency)
             assert replay.status_code == 200, replay.text
+        # Feedback through either replica: a rating changed or cleared moves the counts.
+        listed = one.get(f"/api/v1/agents/{agent}/conversations/{first}/messages").json()["messages"]
+        answers = [m["id"] for m in listed if m["role"] == "assistant"]
+        base = f"/api/v1/agents/{agent}/conversations/{first}/messages"
+        for http, message, rating in ((one, 0, "positive"), (two, 1, "positive"), (one, 1, "negative"),
+                                      (two, 2, "negative"), (one, 2, None), (two, 0, "positive")):
+            rated = http.post(f"{base}/{answers[message]}/feedback", json={"rating": rating})
+            assert rated.status_code == 200, rated.text
         report = one.get(f"/api/v1/agents/{agent}/analytics")
         assert report.status_code == 200, report.text
         body = report.json()
@@ -67,7 +75,9 @@ def test_totals_are_exactly_the_turns_conversations_and_leads_across_two_replica
     assert body["totalLeads"] == 3
     assert body["unansweredTurns"] == 6  # the local model without FAQ answers botNoAnswer
     assert body["period"] == {"start": day[:8] + "01", "end": day}
-    assert body["daily"][-1] == {"date": day, "messages": 12, "conversations": 3, "leads": 3}
+    assert body["positiveFeedback"] == 1 and body["negativeFeedback"] == 1
+    assert body["daily"][-1] == {"date": day, "messages": 12, "conversations": 3, "leads": 3, "positiveFeedback": 1,
+                                 "negativeFeedback": 1}
     assert len(body["daily"]) == int(day[8:])
     assert sum(d["messages"] for d in body["daily"][:-1]) == 0
     assert list(body["tokensByModel"]) == ["local"] and body["tokensByModel"]["local"] > 0

@@ -268,10 +268,27 @@ class ConversationStore:
         agent = await self.redis.run(lambda r: r.hget(self.layout.conversation(cid)[0], "agent"))
         return None if agent is None else int(agent)
 
-    async def rate(self, cid: str, agent_id: int, message_id: str, rating: str | None) -> RateOutcome:
+    async def rate(self, cid: str, agent_id: int, message_id: str, rating: str | None, now: int | None = None) -> RateOutcome:
+        """Rates an assistant message (None clears its rating); a change is counted in the agent's
+        analytics of the day it is made (+1 for the new rating, -1 for the one it replaced), one
+        more round trip, in the agent's slot (after the rating: a crash in between misses one count)."""
         meta, turns, tids = self.layout.conversation(cid)
         keys = [meta, tids, self.layout.ratings(cid), turns]
-        return RateOutcome(int(await self.redis.script(scripts.RATE_MESSAGE, keys, [message_id, rating or "", agent_id])))
+        reply = await self.redis.script(scripts.RATE_MESSAGE, keys, [message_id, rating or "", agent_id])
+        outcome = RateOutcome(int(reply[0]))
+        previous = (reply[1].decode() if isinstance(reply[1], bytes) else reply[1]) if len(reply) > 1 else ""
+        if outcome == RateOutcome.RATED and previous != (rating or ""):
+            stats = self.layout.agent_stats(agent_id, utc_day(now or now_ms()))
+
+            def count(pipe: Any) -> None:
+                if previous:
+                    pipe.hincrby(stats, f"feedback:{previous}", -1)
+                if rating:
+                    pipe.hincrby(stats, f"feedback:{rating}", 1)
+                pipe.expire(stats, STATS_TTL_SECONDS)
+
+            await self.redis.pipeline(count)
+        return outcome
 
     async def delete(self, cid: str, agent_id: int, now: int | None = None) -> bool:
         """Deletes the conversation (reporting `conversation.ended`, deleted) and unindexes it."""

@@ -287,22 +287,24 @@ return {meta[2], meta[3], meta[4], total, first, redis.call('LRANGE', KEYS[2], s
 """)
 
 # Rates one assistant message. KEYS: meta, tids, ratings, turns. ARGV: message id, rating ('' clears), agent.
-# Returns 1 rated, 0 no such conversation, -1 no such message, -2 a user message (not ratable).
+# Returns {1, the rating it replaced or ''} rated, {0} no such conversation, {-1} no such message,
+# {-2} a user message (not ratable).
 RATE_MESSAGE = Script("rate_message", """
-if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[3] then return 0 end
+if redis.call('HGET', KEYS[1], 'agent') ~= ARGV[3] then return {0} end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
-    if cjson.decode(raw)['user_id'] == ARGV[1] then return -2 end
+    if cjson.decode(raw)['user_id'] == ARGV[1] then return {-2} end
   end
-  return -1
+  return {-1}
 end
+local previous = redis.call('HGET', KEYS[3], ARGV[1]) or ''
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[3], ARGV[1])
 else
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
   redis.call('PEXPIRE', KEYS[3], redis.call('PTTL', KEYS[1]))
 end
-return 1
+return {1, previous}
 """)
 
 # Deletes one conversation if it belongs to the agent, with its `conversation.ended` event.
