@@ -48,7 +48,7 @@ def webhook_config(workdir: Path) -> Path:
     return path
 
 
-def test_key(config_path: Path, env: dict[str, str]) -> str:
+def mint_test_key(config_path: Path, env: dict[str, str]) -> str:
     """A test-mode key (plain-http receivers are for test keys), every scope, no cap."""
     config = load_config(config_path, environ=env)
     plain, record = mint_key("test", rate_limit=1_000_000, monthly_cap=0, name="webhook-faults")
@@ -77,7 +77,7 @@ def test_webhook_events_survive_a_killed_replica_a_killed_redis_and_a_failing_re
     config = webhook_config(tmp_path)
     replicas = [ServiceProcess(config, redis.url, "http://127.0.0.1:9", tmp_path / f"r{n}.log") for n in range(2)]
     started = [r.wait_ready() for r in replicas]
-    key = test_key(config, started[0].env)
+    key = mint_test_key(config, started[0].env)
     headers = {"authorization": f"Bearer {key}"}
     acked = Acknowledged()
     faults: dict[str, int] = {}
