@@ -203,6 +203,10 @@ def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -
 
 
 def _check(config: Config) -> None:
+    if config.store.wait_replicas < 0:
+        raise ConfigError("[store] wait_replicas must be 0 (no waiting) or more")
+    if config.store.wait_replicas and config.store.cluster:
+        raise ConfigError("[store] wait_replicas is not supported with cluster = true yet (use Sentinel, or 0)")
     seen: set[int] = set()
     for agent in config.agents:
         if agent.id in seen:

@@ -11,7 +11,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from backends.base import BackendError, ProviderTimeout
-from chatspark.store.errors import StoreUnavailable
+from chatspark.store.errors import NotReplicated, StoreUnavailable
 
 
 
@@ -166,6 +166,9 @@ def contract_error(exc: BaseException) -> ApiError:
     become their contract code; anything unknown is INTERNAL_ERROR."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, NotReplicated):
+        return ServiceUnavailable("Not enough Redis replicas confirmed the write in time, so it is not acknowledged; "
+                                  "retry (a chat turn with the same Idempotency-Key is stored once).")
     if isinstance(exc, StoreUnavailable):
         return ServiceUnavailable()
     if isinstance(exc, ProviderTimeout):

@@ -12,10 +12,19 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    # redis://, rediss:// or unix://; `cluster = true` for a Redis Cluster; memory:// for the embedded
-    # in-process twin (one process, nothing kept: a laptop, never replicas).
+    # redis://, rediss:// or unix://; `cluster = true` for a Redis Cluster;
+    # redis+sentinel://[:password@]host:port[,host:port...]/<master name>[/db] for a master found
+    # through Sentinel (and found again after a failover); memory:// for the embedded in-process twin
+    # (one process, nothing kept: a laptop, never replicas).
     url: str = "redis://127.0.0.1:6379/0"
     cluster: bool = False
+    # Replication is asynchronous: a master lost before its replicas copied a write takes the write
+    # with it. With wait_replicas = N every call to Redis is followed, on its connection, by
+    # WAIT N wait_timeout: nothing is acknowledged to a client until N replicas hold it, and a write
+    # that is not replicated in time answers 503 (retryable). 0: no waiting (the default). Not with
+    # `cluster = true` yet.
+    wait_replicas: int = 0
+    wait_timeout_seconds: Seconds = 1.0
     prefix: str = "cs"
     connect_timeout_seconds: Seconds = 1.0
     command_timeout_seconds: Seconds = 2.0

@@ -16,7 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from chatspark.store.config import StoreConfig
-from chatspark.store.errors import StoreUnavailable
+from chatspark.store.errors import NotReplicated, StoreUnavailable
 from chatspark.store.scripts import Script
 
 log = logging.getLogger("chatspark.store")
@@ -41,14 +41,44 @@ class Connection:
         self.config = config
         self.embedded = embedded  # the in-process twin: nothing outlives this process
         self._registered: dict[str, Any] = {}  # script name -> redis-py Script (knows its SHA)
+        # (replicas, ms) of the WAIT that follows every call, or None (see StoreConfig.wait_replicas)
+        self._wait = None if embedded or config.wait_replicas <= 0 else (
+            config.wait_replicas, max(1, int(config.wait_timeout_seconds * 1000)))
 
     async def run(self, command: Callable[[Client], Awaitable[T]]) -> T:
-        """One command (or any awaitable built from the client)."""
+        """One command (or any awaitable built from the client). With `wait_replicas`, a single
+        command is sent with its WAIT on one connection (a pipeline of two)."""
+        if self._wait is None:
+            return await self._call(command)
+
+        async def durable(client: Client) -> Any:
+            pipe = client.pipeline(transaction=False)
+            queued = command(pipe)
+            if queued is not pipe:  # not one command but a function of its own (a group read): as is
+                getattr(queued, "close", lambda: None)()
+                return await command(client)
+            return (await self._execute_durably(pipe))[0]
+
+        return await self._call(durable)
+
+    async def _call(self, command: Callable[[Client], Awaitable[T]]) -> T:
         try:
             return await command(self._client)
+        except NotReplicated:
+            raise
         except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("store call failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable() from exc
+
+    async def _execute_durably(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
+        """Executes `pipe` with a WAIT after its commands; their replies, or NotReplicated."""
+        assert self._wait is not None
+        pipe.wait(*self._wait)
+        *replies, acknowledged = await pipe.execute(raise_on_error=raise_on_error)
+        if isinstance(acknowledged, Exception) or int(acknowledged) < self._wait[0]:
+            log.warning("a write reached %s of %d replicas within %d ms: answered 503", acknowledged, *self._wait)
+            raise NotReplicated()
+        return replies
 
     async def pipeline(self, commands: Callable[[Client], object]) -> list[Any]:
         """Commands queued by `commands` on a non-transactional pipeline: one round trip when their
@@ -57,25 +87,34 @@ class Connection:
         async def send(client: Client) -> list[Any]:
             pipe = client.pipeline(transaction=False)
             commands(pipe)
+            if self._wait is not None:
+                return await self._execute_durably(pipe)
             return await pipe.execute()
 
-        return await self.run(send)
+        return await self._call(send)
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self.run(lambda _: self._registered_script(script)(keys=list(keys), args=list(args)))
+        if self._wait is not None:
+            [reply] = await self.scripts([ScriptCall(script, keys, args)])
+            if isinstance(reply, Exception):
+                raise StoreUnavailable() from reply
+            return reply
+        return await self._call(lambda _: self._registered_script(script)(keys=list(keys), args=list(args)))
 
     async def scripts(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several scripts in one round trip by EVALSHA; a reply is the script's result or the
         RedisError it raised. Loads the scripts when Redis does not know them yet (first use, or a
         Redis restarted under us)."""
-        return await self.run(lambda client: self._send_scripts(client, calls))
+        return await self._call(lambda client: self._send_scripts(client, calls))
 
     async def ping(self) -> None:
-        await self.run(lambda client: client.ping())
+        await self._call(lambda client: client.ping())
 
     async def aclose(self) -> None:
         try:
             await self._client.aclose()
+            for sentinel in getattr(self._client, "chatspark_sentinels", ()):  # a Sentinel's own connections
+                await sentinel.aclose()
         except RedisError:
             pass
 
@@ -95,6 +134,8 @@ class Connection:
             pipe = client.pipeline(transaction=False)
             for r, call in zip(registered, calls, strict=True):
                 pipe.evalsha(r.sha, len(call.keys), *call.keys, *call.args)
+            if self._wait is not None:
+                return await self._execute_durably(pipe, raise_on_error=False)
             return await pipe.execute(raise_on_error=False)
 
         replies = await send()
@@ -123,10 +164,13 @@ def _redis_client(config: StoreConfig) -> Client:
     """A client with bounded retries, so an outage becomes a quick 503."""
     options: dict[str, Any] = {
         "socket_connect_timeout": config.connect_timeout_seconds,
-        "socket_timeout": config.command_timeout_seconds,
+        # A WAIT blocks up to its timeout: the socket must outlast it.
+        "socket_timeout": config.command_timeout_seconds + (config.wait_timeout_seconds if config.wait_replicas else 0),
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         "health_check_interval": 30,
     }
+    if config.url.startswith(SENTINEL_SCHEME):
+        return _sentinel_client(config, options)
     if config.cluster:
         from redis.asyncio.cluster import RedisCluster
 
@@ -138,6 +182,30 @@ def _redis_client(config: StoreConfig) -> Client:
         config.url, max_connections=config.max_connections, timeout=config.command_timeout_seconds, **options
     )
     return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def _sentinel_client(config: StoreConfig, options: dict[str, Any]) -> Client:
+    """The master named in a `redis+sentinel://[:password@]host:port[,host:port]/<name>[/db]` URL, as
+    the Sentinels say; after a failover, the next connection goes to the new master (redis-py's
+    SentinelConnectionPool asks them again when a connection fails)."""
+    from redis.asyncio.sentinel import Sentinel
+
+    rest = config.url[len(SENTINEL_SCHEME):]
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    name, _, db = path.partition("/")
+    if not hosts or not name:
+        raise ValueError("a Sentinel URL is redis+sentinel://host:port[,host:port]/<master name>[/db]")
+    sentinels = [(host.rpartition(":")[0] or host, int(host.rpartition(":")[2] or 26379)) for host in hosts.split(",")]
+    password = auth.partition(":")[2] or None
+    timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
+    sentinel = Sentinel(sentinels, sentinel_kwargs=timeouts, **options)
+    master = sentinel.master_for(name, db=int(db or 0), password=password, max_connections=config.max_connections)
+    master.chatspark_sentinels = sentinel.sentinels  # closed with the master (Connection.aclose)
+    return master
 
 
 def _embedded_client() -> Client:

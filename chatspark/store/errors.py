@@ -7,6 +7,11 @@ class StoreUnavailable(Exception):
     """Redis could not be reached or failed; nothing is known to have been written."""
 
 
+class NotReplicated(StoreUnavailable):
+    """Redis took a write but fewer than `wait_replicas` replicas confirmed it in time: not durable,
+    so not acknowledged (the writes are idempotent: a retry is safe)."""
+
+
 class LeaseTaken(Exception):
     """Another turn of the conversation is running (it holds the lease)."""
 
