@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -460,3 +461,32 @@ def test_every_method_of_the_async_client(live_server: Any, fake_openai: Any, pr
         await recorder.http.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_client_builds_as_a_package_of_its_own_requiring_only_httpx(tmp_path: Path) -> None:
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run([str(uv), "build", "--quiet", "--out-dir", str(tmp_path), str(CLIENT_SRC.parent)],
+                   check=True, capture_output=True, timeout=120)
+    (wheel,) = tmp_path.glob("chatspark_client-*.whl")
+    with zipfile.ZipFile(wheel) as packed:
+        names = packed.namelist()
+        metadata = next(packed.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"chatspark_client"}
+    assert "chatspark_client/py.typed" in names
+    assert [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")] == [
+        "Requires-Dist: httpx<1,>=0.27"
+    ]
+
+
+def test_the_readme_snippets_run(live_server: Any, tmp_path: Path) -> None:
+    readme = (CLIENT_SRC.parent / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(snippets) == 2
+    for n, snippet in enumerate(snippets):
+        script = tmp_path / f"snippet{n}.py"
+        script.write_text(snippet.replace("http://localhost:8000", live_server.base_url))
+        env = {"CHATSPARK_API_KEY": live_server.key(), "PATH": "/usr/bin:/bin"}
+        result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "We are open Monday to Friday" in result.stdout or n == 1
+        assert "We are closed on weekends" in result.stdout and "1 Support Bot" in result.stdout
