@@ -25,7 +25,7 @@ import pytest
 import chatspark_client as cs
 from chatspark.errors import ERROR_STATUS
 from chatspark_client.errors import ERRORS_BY_CODE
-from tests.fake_openai import reply
+from tests.fake_openai import drop_mid_stream, error, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_SRC = ROOT / "clients" / "python" / "src"
@@ -404,6 +404,24 @@ def test_a_stream_that_cannot_be_resumed_raises_a_connection_error(connect: Any,
             seen.append(event)
     assert "".join(e.delta for e in seen) == "alpha beta "  # the two whole events before the cut, no more
     assert proxy.connections == 1
+
+
+def test_a_stream_whose_turn_failed_before_any_delta_is_asked_again(connect: Any, fake_openai: Any) -> None:
+    fake_openai.enqueue(error(500), reply("second time lucky"))
+    events = list(connect(max_retries=1).chat.send_streaming(2, "flaky"))
+    assert "".join(e.delta for e in events) == "second time lucky" and isinstance(events[-1], cs.ChatDone)
+    assert len(fake_openai.requests) == 2
+
+
+def test_a_stream_that_failed_after_deltas_raises_its_streaming_error(connect: Any, fake_openai: Any) -> None:
+    fake_openai.enqueue(drop_mid_stream(after_chunks=2))
+    seen: list[cs.ChatEvent] = []
+    with pytest.raises(cs.StreamingError) as failed:
+        for event in connect(max_retries=3).chat.send_streaming(2, "half"):
+            seen.append(event)
+    assert failed.value.cause == "UPSTREAM_ERROR" and failed.value.status == 500
+    assert seen and all(isinstance(e, cs.ChatDelta) for e in seen)
+    assert len(fake_openai.requests) == 1  # not run again: the deltas already shown would repeat
 
 
 # --- every method, async -----------------------------------------------------------------------

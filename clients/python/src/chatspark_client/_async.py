@@ -11,7 +11,8 @@ import httpx
 
 from chatspark_client import _endpoints as ep
 from chatspark_client._core import (
-    Call, Settings, SSEDecoder, StreamDropped, _PageBase, error_for, page_parts, parse_answer, with_cursor,
+    Call, Settings, SSEDecoder, StreamDropped, _PageBase, error_for, page_parts, parse_answer, retryable_in_stream,
+    with_cursor,
 )
 from chatspark_client.errors import ChatsparkConnectionError, ChatsparkError
 from chatspark_client.types import (
@@ -139,7 +140,7 @@ class AsyncChatspark:
     async def _stream(self, call: Call) -> AsyncIterator[ChatEvent]:
         """The stream's events; when the connection drops mid-way, the same request again with
         `Last-Event-ID` (the turn is idempotent, so it resumes after the last event seen)."""
-        attempt, last_event_id = 0, None
+        attempt, last_event_id, yielded = 0, None, False
         while True:
             decoder: SSEDecoder | None = None
             try:
@@ -155,7 +156,7 @@ class AsyncChatspark:
                         if decoder.last_event_id is not None:
                             last_event_id = decoder.last_event_id
                         if event is not None:
-                            attempt = 0  # progress: the retry budget is per stall, not per stream
+                            attempt, yielded = 0, True  # progress: the retry budget is per stall, not per stream
                             yield event
                         if decoder.finished:
                             return
@@ -163,9 +164,13 @@ class AsyncChatspark:
                         return
                     raise StreamDropped()
             except ChatsparkError as exc:
-                delay = self._settings.retry_delay(attempt, exc) if exc.status is not None and decoder is None else None
+                # An error answer before the stream, or a failed turn that sent nothing yet: the
+                # turn was not kept, so asking again (same key) runs it again, as for a JSON turn.
+                again = decoder is None or (not yielded and retryable_in_stream(exc))
+                delay = self._settings.retry_delay(attempt, exc if decoder is None else None) if again else None
                 if delay is None:
                     raise
+                last_event_id = None
             except (httpx.TransportError, StreamDropped) as exc:
                 if decoder is not None and decoder.saw_done:
                     return

@@ -115,6 +115,15 @@ class Settings:
         return min(backoff, self.max_retry_delay)
 
 
+RETRYABLE_CAUSES = frozenset({"UPSTREAM_ERROR", "UPSTREAM_TIMEOUT", "SERVICE_UNAVAILABLE"})
+
+
+def retryable_in_stream(error: ChatsparkError) -> bool:
+    """An in-stream error whose turn may be run again: retryable itself, or a STREAMING_ERROR whose
+    cause (the code a JSON request would have got) is."""
+    return error.retryable or (isinstance(error, StreamingError) and error.cause in RETRYABLE_CAUSES)
+
+
 def error_for(response: httpx.Response) -> ChatsparkError:
     try:
         data = response.json()
