@@ -68,7 +68,7 @@ def agent_path(agent_id: int | str) -> str:
 
 @dataclass
 class Settings:
-    api_key: str
+    api_key: str = field(repr=False)  # never in a repr, a log line or a traceback's locals display
     base_url: str
     max_retries: int
     max_retry_delay: float
