@@ -435,29 +435,32 @@ def test_every_method_of_the_async_client(live_server: Any, fake_openai: Any, pr
             agent = await api.agents.create(f"Async {secrets.token_hex(3)}", model="local")
             assert (await api.agents.get(agent.id)).name == agent.name
             assert (await api.agents.update(agent.id, bot_name="Aster")).bot_name == "Aster"
-            assert agent.id in [a.id async for a in await api.agents.list(limit=1)]
+            assert agent.id in [a.id async for a in api.agents.list(limit=1)]  # walks every page of one
             first = await api.chat.send(agent.id, "hello")
             events = [e async for e in api.chat.send_streaming(agent.id, "more", conversation_id=first.conversation_id)]
             assert isinstance(events[-1], cs.ChatDone)
             for n in range(2):
                 await api.chat.send(agent.id, f"other {n}")
-            page = await api.conversations.list(agent.id, limit=2)
-            assert len(page.items) == 2 and len([c async for c in page]) == 3
+            page = await api.conversations.list(agent.id, limit=2)  # awaited: the first page
+            assert isinstance(page, cs.AsyncPage) and len(page.items) == 2 and page.has_next_page()
+            assert len([c async for c in page]) == 3
+            second = await page.next_page()
+            assert second is not None and len(second.items) == 1 and await second.next_page() is None
             assert len((await api.conversations.get(agent.id, first.conversation_id)).messages) == 2
-            rows = [m async for m in await api.conversations.get_messages(agent.id, first.conversation_id, limit=1)]
+            rows = [m async for m in api.conversations.get_messages(agent.id, first.conversation_id, limit=1)]
             assert [m.role for m in rows] == ["user", "assistant"] * 2
             assert (await api.feedback(agent.id, first.conversation_id, first.message_id, "negative")).rating == "negative"
             lead = await api.leads.create(agent.id, phone="+1 555 0100")
-            assert [x.id async for x in await api.leads.list(agent.id)] == [lead.id]
+            assert [x.id async for x in api.leads.list(agent.id)] == [lead.id]
             await api.leads.delete(agent.id, lead.id)
             assert (await api.analytics.get(agent.id)).total_messages == 8
             source = await api.training.add(agent.id, "notes", data="Deliveries arrive on Tuesdays.")
-            assert [s.id async for s in await api.training.list(agent.id)] == [source.id]
+            assert [s.id async for s in api.training.list(agent.id)] == [source.id]
             assert (await api.training.get(agent.id, source.id)).id == source.id
             await api.training.delete(agent.id, source.id)
             hook = await api.webhooks.create("async", "https://hooks.example.com/a", ["message.sent"])
             assert hook.secret and (await api.webhooks.get(hook.id)).name == "async"
-            assert hook.id in [w.id async for w in await api.webhooks.list()]
+            assert hook.id in [w.id async for w in api.webhooks.list()]
             assert (await api.webhooks.update(hook.id, name="renamed")).name == "renamed"
             await api.webhooks.delete(hook.id)
             await api.conversations.delete(agent.id, first.conversation_id)

@@ -2,7 +2,7 @@
 typed results, one exception class per error code, retries honouring `Retry-After`, automatic
 `Idempotency-Key`s, streams resumed with `Last-Event-ID`, and lists that page themselves."""
 
-from chatspark_client._async import AsyncChatspark, AsyncChatStream, AsyncPage
+from chatspark_client._async import AsyncChatspark, AsyncChatStream, AsyncPage, AsyncPager
 from chatspark_client._core import VERSION as __version__
 from chatspark_client._sync import Chatspark, ChatStream, Page
 from chatspark_client.errors import (
@@ -21,7 +21,7 @@ from chatspark_client.types import (
 __all__ = [
     "Agent", "AgentAccessDeniedError", "AgentNotFoundError", "Analytics", "AnalyticsDay", "ApiKeyExpiredError",
     "ApiKeyInvalidError", "ApiKeyMissingError", "ApiKeyRevokedError", "AsyncChatStream", "AsyncChatspark",
-    "AsyncPage", "AuthenticationError", "ChatDelta", "ChatDone", "ChatEvent", "ChatResponse", "ChatStream",
+    "AsyncPage", "AsyncPager", "AuthenticationError", "ChatDelta", "ChatDone", "ChatEvent", "ChatResponse", "ChatStream",
     "Chatspark", "ChatsparkConnectionError", "ChatsparkError", "ConflictError", "Conversation",
     "ConversationBusyError", "ConversationSummary", "CreditsExhaustedError", "Exchange", "Feedback",
     "IdempotencyConflictError", "InternalError", "Lead", "Message", "MethodNotAllowedError", "NotFoundError", "Page",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -42,6 +42,22 @@ class AsyncPage(_PageBase[T], Generic[T]):
             for item in page.items:
                 yield item
             page = await page.next_page()
+
+
+class AsyncPager(Generic[T]):
+    """What an async `list` method returns: `await` it for the first `AsyncPage`, or `async for`
+    over it to walk every item of every page."""
+
+    def __init__(self, client: AsyncChatspark, call: Call) -> None:
+        self._client, self._call = client, call
+
+    def __await__(self) -> Generator[Any, None, AsyncPage[T]]:
+        return self._client._page(self._call).__await__()
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        page: AsyncPage[T] = await self
+        async for item in page:
+            yield item
 
 
 class AsyncChatStream:
@@ -200,8 +216,8 @@ class Chat(_Resource):
 
 
 class Agents(_Resource):
-    async def list(self, *, limit: int | None = None, cursor: str | None = None) -> AsyncPage[Agent]:
-        return await self._client._page(ep.agents_list(limit, cursor))
+    def list(self, *, limit: int | None = None, cursor: str | None = None) -> AsyncPager[Agent]:
+        return AsyncPager(self._client, ep.agents_list(limit, cursor))
 
     async def get(self, agent_id: AgentId) -> Agent:
         return await self._client._run(ep.agents_get(agent_id))
@@ -218,15 +234,15 @@ class Agents(_Resource):
 
 
 class Conversations(_Resource):
-    async def list(self, agent_id: AgentId, *, limit: int | None = None, cursor: str | None = None) -> AsyncPage[ConversationSummary]:
-        return await self._client._page(ep.conversations_list(agent_id, limit, cursor))
+    def list(self, agent_id: AgentId, *, limit: int | None = None, cursor: str | None = None) -> AsyncPager[ConversationSummary]:
+        return AsyncPager(self._client, ep.conversations_list(agent_id, limit, cursor))
 
     async def get(self, agent_id: AgentId, conversation_id: str) -> Conversation:
         return await self._client._run(ep.conversations_get(agent_id, conversation_id))
 
-    async def get_messages(self, agent_id: AgentId, conversation_id: str, *, limit: int | None = None,
-                     cursor: str | None = None) -> AsyncPage[Message]:
-        return await self._client._page(ep.conversations_messages(agent_id, conversation_id, limit, cursor))
+    def get_messages(self, agent_id: AgentId, conversation_id: str, *, limit: int | None = None,
+                     cursor: str | None = None) -> AsyncPager[Message]:
+        return AsyncPager(self._client, ep.conversations_messages(agent_id, conversation_id, limit, cursor))
 
     async def delete(self, agent_id: AgentId, conversation_id: str) -> None:
         await self._client._run(ep.conversations_delete(agent_id, conversation_id))
@@ -242,8 +258,8 @@ class FeedbackResource(_Resource):
 
 
 class Leads(_Resource):
-    async def list(self, agent_id: AgentId, *, limit: int | None = None, cursor: str | None = None) -> AsyncPage[Lead]:
-        return await self._client._page(ep.leads_list(agent_id, limit, cursor))
+    def list(self, agent_id: AgentId, *, limit: int | None = None, cursor: str | None = None) -> AsyncPager[Lead]:
+        return AsyncPager(self._client, ep.leads_list(agent_id, limit, cursor))
 
     async def create(self, agent_id: AgentId, *, idempotency_key: str | None = None, **fields: Any) -> Lead:
         return await self._client._run(ep.leads_create(agent_id, idempotency_key, fields))
@@ -258,8 +274,8 @@ class AnalyticsResource(_Resource):
 
 
 class Training(_Resource):
-    async def list(self, agent_id: AgentId, *, limit: int | None = None, cursor: str | None = None) -> AsyncPage[TrainingSource]:
-        return await self._client._page(ep.training_list(agent_id, limit, cursor))
+    def list(self, agent_id: AgentId, *, limit: int | None = None, cursor: str | None = None) -> AsyncPager[TrainingSource]:
+        return AsyncPager(self._client, ep.training_list(agent_id, limit, cursor))
 
     async def get(self, agent_id: AgentId, training_id: int) -> TrainingSource:
         return await self._client._run(ep.training_get(agent_id, training_id))
@@ -273,8 +289,8 @@ class Training(_Resource):
 
 
 class Webhooks(_Resource):
-    async def list(self, *, limit: int | None = None, cursor: str | None = None) -> AsyncPage[Webhook]:
-        return await self._client._page(ep.webhooks_list(limit, cursor))
+    def list(self, *, limit: int | None = None, cursor: str | None = None) -> AsyncPager[Webhook]:
+        return AsyncPager(self._client, ep.webhooks_list(limit, cursor))
 
     async def get(self, webhook_id: int) -> Webhook:
         return await self._client._run(ep.webhooks_get(webhook_id))
