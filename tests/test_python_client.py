@@ -316,11 +316,13 @@ class DroppingProxy:
     """A TCP proxy to the server that cuts its first connection carrying `cut_at` a few bytes after
     it (mid-event): what a client sees when a network path fails in the middle of a stream."""
 
-    def __init__(self, port: int, cut_at: bytes = b"id: 3\ndata: {") -> None:
+    def __init__(self, port: int, cut_at: bytes = b"id: 3\ndata: {", unavailable_after_cut: int = 0) -> None:
         self.target = port
         self.cut_at = cut_at
         self.cuts_left = 1
         self.connections = 0
+        # Then answer this many connections itself, as a load balancer without a healthy backend does.
+        self.unavailable_left = unavailable_after_cut
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._lock = threading.Lock()
@@ -336,6 +338,14 @@ class DroppingProxy:
             except OSError:
                 return
             self.connections += 1
+            if self.cuts_left == 0 and self.unavailable_left > 0:
+                self.unavailable_left -= 1
+                downstream.recv(65536)
+                page = b"<h1>503 no backend</h1>"
+                downstream.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Type: text/html\r\n"
+                                   b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(page), page))
+                downstream.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
             threading.Thread(target=self._pump, args=(downstream, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, downstream, True), daemon=True).start()
@@ -393,6 +403,21 @@ def test_a_stream_cut_mid_way_resumes_with_last_event_id(connect: Any, fake_open
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
     stored = api.conversations.get(2, events[-1].conversation_id)
     assert [e.response for e in stored.messages] == [STREAMED]
+
+
+def test_a_resume_answered_by_a_503_is_retried_and_still_resumes_after_the_last_event(
+        connect: Any, live_server: Any, fake_openai: Any) -> None:
+    fake_openai.enqueue(reply(STREAMED, chunks=8, gap=0.1))
+    proxy = DroppingProxy(live_server.port, unavailable_after_cut=1)
+    recorder = Recorder()
+    try:
+        events = list(connect(base_url=proxy.base_url, recorder=recorder, max_retries=3).chat.send_streaming(2, "503"))
+    finally:
+        proxy.close()
+    assert "".join(e.delta for e in events) == STREAMED
+    assert [e.event_id for e in events] == list(range(1, len(events) + 1))
+    assert [r.headers.get("last-event-id") for _, r in recorder.sent] == [None, "2", "2"]
+    assert proxy.connections == 3 and len(fake_openai.requests) == 1
 
 
 def test_a_stream_that_cannot_be_resumed_raises_a_connection_error(connect: Any, fake_openai: Any,

@@ -186,7 +186,8 @@ class AsyncChatspark:
                 delay = self._settings.retry_delay(attempt, exc if decoder is None else None) if again else None
                 if delay is None:
                     raise
-                last_event_id = None
+                if decoder is not None:  # that turn is gone: its retry is a new one, from its first event
+                    last_event_id = None
             except (httpx.TransportError, StreamDropped) as exc:
                 if decoder is not None and decoder.saw_done:
                     return
