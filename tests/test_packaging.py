@@ -20,6 +20,8 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("*.whl")
     packed = set(zipfile.ZipFile(wheel).namelist())
+    # The client libraries (clients/) are packages of their own, never part of the server's wheel.
+    assert not any(name.startswith(("clients/", "chatspark_client/")) for name in packed)
     wanted = {
         str(path.relative_to(ROOT))
         for top in ("chatspark", "backends")
