@@ -58,8 +58,9 @@ class IdempotentTurns:
         """Returns once no turn of this process is running."""
         await self._idle.wait()
 
-    async def claim(self, caller: Principal, key: str, agent_id: int, request: ChatRequest) -> Claim:
-        """Raises IdempotencyConflict when the key was used with another body."""
+    async def claim(self, caller: Principal, key: str, agent_id: int, request: ChatRequest | msgspec.Struct) -> Claim:
+        """Raises IdempotencyConflict when the key was used with another body (`request`: the
+        endpoint's whole request, as a Struct, so another endpoint's body under the same key conflicts)."""
         # Scoped per API key: two clients choosing the same key never collide.
         digest = hashlib.sha256(f"{caller.key_id}\0{key}".encode()).hexdigest()
         body = hashlib.sha256(_encoder.encode([agent_id, request])).hexdigest()
