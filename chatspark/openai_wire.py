@@ -28,7 +28,9 @@ class _OpenAIRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A body in OpenAI's field names (snake_case); an unknown field is refused by name."""
 
 
-class TextPart(_OpenAIRequest):
+class TextPart(msgspec.Struct, kw_only=True):
+    """A content part; only `text` parts are taken (another type is refused by name, not as an unknown field)."""
+
     type: str
     text: str | UnsetType = UNSET
 
@@ -133,6 +135,8 @@ def unsupported(request: ChatCompletionRequest) -> None:
         if not any(type(value) is type(ok) and value == ok for ok in harmless):
             raise errors.ValidationFailed.field(name, "is not supported by this endpoint")
     for i, message in enumerate(request.messages):
+        if message.role in ("tool", "function"):
+            raise errors.ValidationFailed.field(f"messages[{i}].role", f"{message.role!r} messages are not supported")
         for name in ("tool_calls", "tool_call_id", "function_call", "audio"):
             if getattr(message, name) is not None:
                 raise errors.ValidationFailed.field(f"messages[{i}].{name}", "is not supported by this endpoint")
