@@ -19,7 +19,7 @@ from chatspark.errors import ErrorBody
 from chatspark.schemas import ChatResponse
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
-MaxTokens = Annotated[int, Meta(ge=1)]
+MaxTokens = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 # What a stored or configured agent is called on this endpoint: `agent:<id>`.
 MODEL_PREFIX = "agent:"
 
@@ -128,11 +128,29 @@ SUPPORTED = ("model", "messages", "stream", "stream_options.include_usage", "tem
 REFUSED = tuple(_HARMLESS)
 
 
+def _same_json(a: object, b: object) -> bool:
+    """Equal as JSON values: 1 and 1.0 are one number; `false` is not `0`, nor `[]` `{}`."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def harmless_values(name: str) -> list[object]:
+    """The values of a refused parameter that are accepted (each changes nothing), each once."""
+    values: list[object] = []
+    for value in _HARMLESS[name]:
+        if not any(_same_json(value, seen) for seen in values):
+            values.append(value)
+    return values
+
+
 def unsupported(request: ChatCompletionRequest) -> None:
     """Raises a 400 naming the first parameter this service cannot honour."""
     for name, harmless in _HARMLESS.items():
         value = getattr(request, name)
-        if not any(type(value) is type(ok) and value == ok for ok in harmless):
+        if not any(_same_json(value, ok) for ok in harmless):
             raise errors.ValidationFailed.field(name, "is not supported by this endpoint")
     for i, message in enumerate(request.messages):
         if message.role in ("tool", "function"):
