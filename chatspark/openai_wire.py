@@ -150,7 +150,7 @@ def unsupported(request: ChatCompletionRequest) -> None:
     """Raises a 400 naming the first parameter this service cannot honour."""
     for name, harmless in _HARMLESS.items():
         value = getattr(request, name)
-        if not any(_same_json(value, ok) for ok in harmless):
+        if value is not None and not any(_same_json(value, ok) for ok in harmless):
             raise errors.ValidationFailed.field(name, "is not supported by this endpoint")
     for i, message in enumerate(request.messages):
         if message.role in ("tool", "function"):

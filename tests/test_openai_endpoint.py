@@ -208,7 +208,7 @@ def test_an_upstream_failure_is_a_502(client, fake_openai):  # type: ignore[no-u
 
 
 def test_stream_is_chunks_with_role_first_finish_reason_usage_and_done(live_client, fake_openai):  # type: ignore[no-untyped-def]
-    fake_openai.enqueue(reply("one two three"))
+    fake_openai.enqueue(reply('one "two"\nthree'))
     body = {"model": "agent:2", "messages": [USER], "stream": True, "stream_options": {"include_usage": True}}
     with live_client.stream("POST", "/v1/chat/completions", json=body) as response:
         raw = b"".join(response.iter_raw())
@@ -220,10 +220,11 @@ def test_stream_is_chunks_with_role_first_finish_reason_usage_and_done(live_clie
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert all(set(c) == {"id", "object", "created", "model", "choices", "usage"} for c in chunks)
     assert len({c["id"] for c in chunks}) == 1 and {c["model"] for c in chunks} == {"agent:2"}
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     *content, finish, usage = chunks
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in content) == "one two three"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in content) == 'one "two"\nthree'
     assert all(c["choices"][0]["finish_reason"] is None and c["usage"] is None for c in content)
     assert finish["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] > 0

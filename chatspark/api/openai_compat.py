@@ -204,6 +204,8 @@ async def _chunks(
         )
         return b"data: " + _encoder.encode(body) + b"\n\n"
 
+    # A content chunk is this template around its text: one string encoded per delta, not a chunk.
+    head, tail = chunk(Delta(content="\0")).split(b'"\\u0000"')
     yield chunk(Delta(role="assistant", content=""))
     async with aclosing(frames):  # type: ignore[type-var]
         async for frame in frames:
@@ -223,7 +225,7 @@ async def _chunks(
                     yield chunk(Delta(), usage=Usage.of(event.usage), choices=False)
                 break
             if event.delta:
-                yield chunk(Delta(content=event.delta))
+                yield head + _encoder.encode(event.delta) + tail
     yield b"data: [DONE]\n\n"
 
 
