@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from chatspark import errors
@@ -52,12 +52,17 @@ _envelope = msgspec.json.Decoder(ErrorEnvelope)
 _LIST_PAGE = 100
 
 
-def openai_errors(handler: Callable[[Request], Awaitable[Response | EventStream]]) -> Callable[..., Awaitable[Response | EventStream]]:
+Handler = Callable[[Request], Awaitable[Response | EventStream]]
+
+
+def openai_errors(handler: Handler) -> Handler:
     """Answers what the handler raises in OpenAI's error shape (a bug: 500, logged)."""
 
     async def answer(request: Request) -> Response | EventStream:
         try:
             return await handler(request)
+        except ClientDisconnect:
+            raise  # nobody to answer (api/errors.py logs it as the native endpoints' is)
         except Exception as exc:
             error = errors.contract_error(exc)
             if error is not exc and isinstance(error, errors.InternalError):
