@@ -42,6 +42,7 @@ class Claim(msgspec.Struct, frozen=True):
     digest: str
     lease: Lease  # held when `state` is 'new': this request runs the turn
     state: Literal["new", "running", "done"]
+    run: str = ""  # names this use of the key (the same for its retries; another once it expired)
 
 
 class IdempotentTurns:
@@ -64,12 +65,12 @@ class IdempotentTurns:
         # Scoped per API key: two clients choosing the same key never collide.
         digest = hashlib.sha256(f"{caller.key_id}\0{key}".encode()).hexdigest()
         body = hashlib.sha256(_encoder.encode([agent_id, request])).hexdigest()
-        state, lease = await self.journal.claim(digest, body)
+        state, lease, run = await self.journal.claim(digest, body)
         if state == "conflict":
             raise errors.IdempotencyConflict()
         if state == "new":
             self.leases.hold(lease)
-        return Claim(digest, lease, state)
+        return Claim(digest, lease, state, run)
 
     async def abandon(self, claim: Claim) -> None:
         """The claimed turn failed before it started (its error is answered as plain JSON)."""

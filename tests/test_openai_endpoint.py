@@ -7,6 +7,7 @@ what reached the model (the fake provider's requests) and the store (the native 
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -297,3 +298,18 @@ def test_a_completion_counts_in_analytics_like_a_native_turn(server):  # type: i
         assert totals() == (2, 1)
         assert http.post(f"/api/v1/agents/{agent}/chat", json={"message": "hi"}).status_code == 200
         assert totals() == (4, 2)
+
+
+def test_a_key_used_again_after_its_record_expired_runs_and_stores_a_new_turn(start_server):  # type: ignore[no-untyped-def]
+    # Records kept 1 s (default 24 h); the wait below is 3x that.
+    server = start_server(store={"idempotency_seconds": 1})
+    with server.client(server.key()) as http:
+        conversation = chat(http, model="agent:1").headers["chatspark-conversation-id"]
+        headers = {"idempotency-key": "reused-a-day-later", "chatspark-conversation-id": conversation}
+        first = chat(http, headers, model="agent:1")
+        assert chat(http, headers, model="agent:1").json()["id"] == first.json()["id"]  # a retry: replayed
+        time.sleep(3)
+        later = chat(http, headers, model="agent:1")
+        assert later.status_code == 200 and "idempotent-replayed" not in later.headers
+        assert later.json()["id"] != first.json()["id"]
+        assert len(stored_messages(http, 1, conversation)) == 6  # three turns, none taken for a retried write

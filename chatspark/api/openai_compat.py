@@ -129,7 +129,9 @@ async def _idempotent(
     follower names the same completion before the turn has finished."""
     turns = svc.idempotent_turns
     claim = await turns.claim(caller, key, agent, _KeyedBody(conversation_id=native.conversation_id, request=body))
-    message_id = "msg_" + hashlib.sha256(b"openai-compatible\0" + claim.digest.encode()).hexdigest()[:32]
+    # From the key's run, not the key alone: the same key used again once its record expired (24 h)
+    # names another turn, which a reused id would make the store take for a retried write.
+    message_id = "msg_" + hashlib.sha256(f"openai-compatible\0{claim.digest}\0{claim.run}".encode()).hexdigest()[:32]
     headers: dict[str, str] = {}
     if claim.state == "new":
         try:
