@@ -153,7 +153,11 @@ async def _idempotent(
     frames = turns.frames(claim)
     if CONVERSATION_HEADER not in headers:
         # A follower learns the conversation from the turn's first event (it arrives with the first token).
-        first = await anext(frames)
+        try:
+            first = await anext(frames)
+        except BaseException:
+            await frames.aclose()  # type: ignore[attr-defined]
+            raise
         conversation = native_event.decode(_payload(first)).conversation_id
         if conversation:
             headers[CONVERSATION_HEADER] = conversation
