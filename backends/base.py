@@ -58,6 +58,15 @@ class ModelCall(msgspec.Struct, frozen=True, kw_only=True):
     no_answer: str = ""
     # For knowledge-only backends: the retrieved passages, best first.
     excerpts: tuple[Excerpt, ...] = ()
+    # A caller's cap on the answer's tokens (the OpenAI-compatible `max_tokens`); None: the model's.
+    max_tokens: int | None = None
+
+    def output_tokens(self, model: ModelSettings) -> int:
+        """The answer's token budget on `model` (the called one or a fallback): the caller's cap,
+        never above the model's own output budget."""
+        if self.max_tokens is None:
+            return model.max_output_tokens
+        return min(self.max_tokens, model.max_output_tokens)
 
 
 class TokenUsage(msgspec.Struct, frozen=True, rename="camel"):

@@ -95,7 +95,7 @@ def _request(call: ModelCall) -> dict[str, Any]:
         "model": call.model.provider_model,
         "messages": [{"role": m.role, "content": m.content} for m in call.messages],
         "temperature": call.temperature,
-        "max_tokens": call.model.max_output_tokens,
+        "max_tokens": call.output_tokens(call.model),
         "timeout": call.model.timeout_seconds,
         "max_retries": 0,  # the SDK would retry twice on its own; we retry in our loop
         "api_key": api_key,

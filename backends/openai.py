@@ -232,7 +232,7 @@ def _request(call: ModelCall, *, stream: bool) -> _Request:
         "model": model.provider_model.removeprefix("openai/") or model.name,
         "messages": call.messages,  # Message structs encode as {"role", "content"}
         "temperature": call.temperature,
-        "max_tokens": model.max_output_tokens,
+        "max_tokens": call.output_tokens(model),
     }
     if stream:
         body["stream"] = True

@@ -42,6 +42,7 @@ class Claim(msgspec.Struct, frozen=True):
     digest: str
     lease: Lease  # held when `state` is 'new': this request runs the turn
     state: Literal["new", "running", "done"]
+    run: str = ""  # names this use of the key (the same for its retries; another once it expired)
 
 
 class IdempotentTurns:
@@ -58,17 +59,18 @@ class IdempotentTurns:
         """Returns once no turn of this process is running."""
         await self._idle.wait()
 
-    async def claim(self, caller: Principal, key: str, agent_id: int, request: ChatRequest) -> Claim:
-        """Raises IdempotencyConflict when the key was used with another body."""
+    async def claim(self, caller: Principal, key: str, agent_id: int, request: ChatRequest | msgspec.Struct) -> Claim:
+        """Raises IdempotencyConflict when the key was used with another body (`request`: the
+        endpoint's whole request, as a Struct, so another endpoint's body under the same key conflicts)."""
         # Scoped per API key: two clients choosing the same key never collide.
         digest = hashlib.sha256(f"{caller.key_id}\0{key}".encode()).hexdigest()
         body = hashlib.sha256(_encoder.encode([agent_id, request])).hexdigest()
-        state, lease = await self.journal.claim(digest, body)
+        state, lease, run = await self.journal.claim(digest, body)
         if state == "conflict":
             raise errors.IdempotencyConflict()
         if state == "new":
             self.leases.hold(lease)
-        return Claim(digest, lease, state)
+        return Claim(digest, lease, state, run)
 
     async def abandon(self, claim: Claim) -> None:
         """The claimed turn failed before it started (its error is answered as plain JSON)."""

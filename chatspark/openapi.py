@@ -13,6 +13,15 @@ from chatspark.errors import ERROR_STATUS, ErrorEnvelope  # ERROR_STATUS: also r
 from chatspark.agents import AgentChanges
 from chatspark.leads import LeadEnvelope, LeadsPage, NewLead
 from chatspark.analytics import AgentAnalytics
+from chatspark.openai_wire import (
+    REFUSED,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ModelList,
+    OpenAIError,
+    harmless_values,
+)
 from chatspark.schemas import (
     NON_SPACE_PATTERN,
     AddSource,
@@ -93,6 +102,7 @@ class Operation:
     widget: bool = False  # a browser's call: no key; an allowed `Origin`, answered with the CORS grant
     visitor: bool = False  # takes the visitor token (`Chatspark-Visitor`)
     query: tuple[dict[str, Any], ...] = ()  # its query parameters beyond the page's
+    openai: bool = False  # the OpenAI-compatible surface: errors in OpenAI's shape (OpenAIError)
 
 
 AGENTS = "/api/v1/agents"
@@ -118,6 +128,7 @@ _WIDGET = (errors.AgentAccessDenied, errors.AgentNotFound, errors.RateLimitExcee
 _VISITOR = (errors.ApiKeyInvalid, errors.ResourceNotFound)
 WEBHOOKS = "/api/v1/webhooks"
 WEBHOOK = f"{WEBHOOKS}/{{webhook_id}}"
+CHAT_COMPLETIONS = "/v1/chat/completions"
 
 # Ids and cursors are server-issued; the links say which answer issues each and who takes it.
 _SAME_AGENT = ("agent_id", "$request.path.agent_id")
@@ -279,6 +290,15 @@ OPERATIONS: tuple[Operation, ...] = (
               scope="webhooks", paged=True, failures=_ON_WEBHOOK + (errors.ValidationFailed,),
               links=(Link("NextPage", "get", f"{WEBHOOK}/deliveries", (("webhook_id", "$request.path.webhook_id"),
                                                                         _NEXT_CURSOR)),)),
+    # OpenAI's SDKs, with the base URL `<service>/v1`: OpenAI's field names and error shape.
+    Operation("post", CHAT_COMPLETIONS, "One conversation turn in OpenAI's Chat Completions shape (JSON, or "
+              "`stream: true` for `chat.completion.chunk` events); `model` names the agent.", ChatCompletion,
+              scope="chat", body=ChatCompletionRequest, idempotent=True, openai=True,
+              failures=(errors.AgentAccessDenied, errors.AgentNotFound, errors.ResourceNotFound) + _WITH_BODY + (
+                  errors.IdempotencyConflict, errors.ConversationBusy, errors.CreditsExhausted, errors.UpstreamError,
+                  errors.UpstreamTimeout)),
+    Operation("get", "/v1/models", "The agents this key may use, as models `agent:<id>` (scope `agents:read` or "
+              "`chat`).", ModelList, scope="agents:read", openai=True),
 )
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -342,6 +362,15 @@ _VISITOR_TOKEN = {
     "description": "The `visitorToken` of this agent's session. Missing, forged, expired or another agent's: 401.",
     "schema": {"type": "string", "maxLength": 1024},
 }
+_CONVERSATION = {
+    "name": "Chatspark-Conversation-Id",
+    "in": "header",
+    "required": False,
+    "description": "Continues this conversation (the header of an earlier answer) with the request's last "
+                   "message; an unknown, expired or other agent's id is 404. Without it (and without "
+                   "`metadata.conversation_id`) a new conversation starts.",
+    "schema": {"type": "string"},
+}
 _REQUEST_ID = {
     "name": "x-request-id",
     "in": "header",
@@ -364,6 +393,8 @@ _HEADERS = {
                                     "schema": {"type": "string"}},
     "Idempotent-Replayed": {"description": "`true` when this answer replays an earlier request's.",
                             "schema": {"type": "string", "enum": ["true"]}},
+    "Chatspark-Conversation-Id": {"description": "The conversation this turn was stored in; send it back to "
+                                                 "continue it.", "schema": {"type": "string"}},
 }
 _STREAM_DESCRIPTION = (
     "With `stream: true`: `data: <json>` events, one per model delta (StreamDelta), then exactly one "
@@ -384,6 +415,8 @@ def _headers(op: Operation, status: int) -> dict[str, Any]:
         names.append("Retry-After")
     if op.idempotent and status < 300:
         names.append("Idempotent-Replayed")
+    if op.body is ChatCompletionRequest and status < 300:
+        names.append("Chatspark-Conversation-Id")
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
@@ -404,6 +437,22 @@ def _stream_event(refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _chunk_event(refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    """One event of an OpenAI-compatible stream: a chunk, an in-stream error, or the final [DONE]."""
+    return {
+        "description": "`data: <json>` events: ChatCompletionChunk (the first with `delta.role`, the last "
+                       "with `finish_reason`, then one with `usage` and no choices when "
+                       "`stream_options.include_usage`), or OpenAIError if the turn failed after the "
+                       "stream started; then `data: [DONE]`. `: ping` comment lines keep the connection alive.",
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+        "if": {"properties": {"data": {"const": "[DONE]"}}},
+        "else": {"properties": {"data": {"contentMediaType": "application/json", "contentSchema": {
+            "anyOf": [refs[ChatCompletionChunk], refs[OpenAIError]]}}}},
+    }
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -416,6 +465,8 @@ def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         success["content"] = _json(refs[op.answer])
     if op.body in (ChatRequest, WidgetChatRequest):
         success["content"]["text/event-stream"] = {"schema": _stream_event(refs)}
+    if op.body is ChatCompletionRequest:
+        success["content"]["text/event-stream"] = {"schema": _chunk_event(refs)}
     if op.links:
         success["links"] = {
             link.name: {"operationId": _operation_id(link.method, link.path), "parameters": dict(link.parameters)}
@@ -436,7 +487,7 @@ def _responses(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         responses[str(status)] = {
             "description": " or ".join(codes),
             "headers": _headers(op, status),
-            "content": _json(refs[ErrorEnvelope]),
+            "content": _json(refs[OpenAIError if op.openai else ErrorEnvelope]),
         }
     return responses
 
@@ -459,6 +510,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
     parameters += op.query
     if op.idempotent:
         parameters.append(_IDEMPOTENCY_KEY)
+    if op.body is ChatCompletionRequest:
+        parameters.append(_CONVERSATION)
     if op.widget:
         parameters += [_ORIGIN, _VISITOR_TOKEN] if op.visitor else [_ORIGIN]
     parameters.append(_REQUEST_ID)
@@ -472,6 +525,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         spec["security"] = []
         if op.widget:
             spec["description"] = "From a browser, without a key: the agent must be public and `Origin` allowed."
+    elif op.path == "/v1/models":
+        spec["description"] = "Needs the `agents:read` or the `chat` scope."
     else:
         spec["description"] = f"Needs the `{op.scope}` scope."
     if op.body is not None:
@@ -507,6 +562,37 @@ def _webhook_url_schema(components: dict[str, Any]) -> None:
         url["pattern"] = url["pattern"].replace("^https?://", "^https://", 1)
 
 
+def _openai_request_schema(components: dict[str, Any], max_message_chars: int) -> None:
+    """What `ChatCompletionRequest`'s type cannot say: `model` names an agent by id (the name of one
+    agent the key may use is accepted too, which a schema cannot know); roles the endpoint takes;
+    text parts only; each refused parameter only at the values that change nothing. That the last
+    message is the user's, with a non-space character, is said in words (JSON Schema cannot)."""
+    request = components["ChatCompletionRequest"]
+    request["properties"]["model"] = {
+        "type": "string", "pattern": "^(agent:|ag_)[0-9]{1,18}$",
+        "description": "The agent: `agent:<id>` (as GET /v1/models lists it) or `ag_<id>`; also the agent's "
+                       "name when exactly one agent this key may use has it (else 400 naming `model`).",
+    }
+    request["properties"]["messages"]["description"] = (
+        "The last message is the turn and must be the user's (at most "
+        f"{max_message_chars} characters, not only spaces). System and developer messages are added after "
+        "the agent's instructions; earlier user/assistant messages are context of a new conversation "
+        "(not stored) and ignored when continuing one."
+    )
+    for name in REFUSED:
+        request["properties"][name] = {
+            "enum": harmless_values(name), "default": None,
+            "description": "Not supported: refused (400 naming it) unless absent or a value that changes nothing.",
+        }
+    message = components["ChatMessage"]
+    message["properties"]["role"] = {"enum": ["assistant", "developer", "system", "user"]}
+    for name in ("tool_calls", "tool_call_id", "function_call", "audio"):
+        message["properties"][name] = {"type": "null", "default": None, "description": "Not supported."}
+    part = components["TextPart"]
+    part["properties"]["type"] = {"const": "text"}
+    part["required"] = ["type", "text"]
+
+
 def _any_json(kind: type) -> dict[str, Any]:
     if kind is object:
         return {"description": "any JSON value"}  # (an empty schema would read as "no schema")
@@ -522,12 +608,14 @@ def document(max_message_chars: int = 32_000, models: tuple[str, ...] = ()) -> d
         AgentChanges, ConversationsPage, ConversationEnvelope, MessagesPage, FeedbackRequest, FeedbackResponse,
         SourcesPage, SourceEnvelope, AddSource, LeadsPage, LeadEnvelope, NewLead, ErrorEnvelope, WidgetSessionRequest,
         WidgetSession, WidgetChatRequest, WebhooksPage, WebhookEnvelope, WebhookCreated, NewWebhook,
-        WebhookChanges, DeliveriesPage, AgentAnalytics,
+        WebhookChanges, DeliveriesPage, AgentAnalytics, ChatCompletionRequest, ChatCompletion, ChatCompletionChunk,
+        ModelList, OpenAIError,
     ]
     schemas, components = msgspec.json.schema_components(types, schema_hook=_any_json, ref_template=REF)
     _chat_request_schema(components, max_message_chars)
     _agent_changes_schema(components, models)
     _webhook_url_schema(components)
+    _openai_request_schema(components, max_message_chars)
     refs = dict(zip(types, schemas))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:

@@ -1,10 +1,16 @@
 """The prompt window: the agent's instructions, as much recent history as the budget allows, the message.
 
+A caller may add its own system text (after the agent's instructions, never instead of them) and,
+for a new conversation, earlier messages of its own as context (the OpenAI-compatible endpoint);
+those earlier messages share the history budget and are not stored.
+
 Tokens are counted as UTF-8 bytes: a byte-level BPE token covers at least one byte, so this is an
 upper bound that needs no tokenizer (none is downloaded) and never lets history overflow a context.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import msgspec
 
@@ -38,13 +44,20 @@ def build_prompt(
     max_turns: int,
     max_history_tokens: int | None,
     knowledge: str = "",
+    client_system: str = "",
+    client_history: Sequence[Message] = (),
 ) -> PromptWindow:
     """`history` is oldest first; the newest turns that fit both budgets are kept, in order.
     `knowledge` (the retrieved passages, already within their own budget) goes right after the
-    instructions."""
+    instructions, and `client_system` (a caller's own system text) between the two.
+    `client_history` (a caller's earlier messages, oldest first) comes before the stored history
+    in the prompt; what is left of the history budget after the stored turns keeps its newest
+    messages."""
     room = model.context_window - model.max_output_tokens - PRIMING - token_bound(message)
     if instructions:
         room -= token_bound(instructions)
+    if client_system:
+        room -= token_bound(client_system)
     if knowledge:
         room -= token_bound(knowledge)
     if room < 0:
@@ -61,13 +74,24 @@ def build_prompt(
         kept.append(turn)
         used += cost
     kept.reverse()
+    context: list[Message] = []
+    for earlier in reversed(client_history[-2 * max_turns:] if max_turns > 0 else []):
+        cost = token_bound(earlier.content)
+        if used + cost > room:
+            break
+        context.append(earlier)
+        used += cost
+    context.reverse()
 
     messages: list[Message] = []
     if instructions:
         # Always first, whatever the user sends: the agent's instructions are the system message.
         messages.append(Message("system", instructions))
+    if client_system:
+        messages.append(Message("system", client_system))
     if knowledge:
         messages.append(Message("system", knowledge))
+    messages.extend(context)
     for turn in kept:
         messages.append(Message("user", turn.query))
         messages.append(Message("assistant", turn.response))

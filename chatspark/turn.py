@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, aclosing
 import anyio
 import msgspec
 
-from backends.base import BackendError, ModelCall, TokenUsage
+from backends.base import BackendError, Message, ModelCall, TokenUsage
 from chatspark import errors
 from chatspark.agent_registry import AgentRegistry
 from chatspark.agents import Agent
@@ -101,9 +101,21 @@ class TurnResources:
             log.warning("could not release a conversation lease; it lapses by itself")
 
 
+class ClientContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a caller adds to one turn beyond its message (the OpenAI-compatible endpoint): its own
+    system text, after the agent's instructions; earlier messages of its own, used as context when
+    the turn starts a conversation (ignored when it continues one: the store holds that history);
+    a cap on the answer's tokens. None of it is stored."""
+
+    system: str = ""
+    earlier: tuple[Message, ...] = ()
+    max_tokens: int | None = None
+
+
 class PreparedTurn(msgspec.Struct, frozen=True, kw_only=True):
     agent: Agent
     conversation_id: str
+    message_id: str  # the answer's, known before the model is called
     is_new: bool
     message: str
     asked: int  # ms since the epoch
@@ -128,10 +140,13 @@ class Turns:
 
     async def prepare(
         self, agent_id: int, request: ChatRequest, principal: Principal, *,
-        new_id: Callable[[], str] = new_conversation_id,
+        new_id: Callable[[], str] = new_conversation_id, client: ClientContext | None = None,
+        message_id: str | None = None,
     ) -> PreparedTurn:
         """Everything that can fail before the first byte: access, agent, message, credit, conversation.
-        `new_id` names a new conversation (a widget visitor's ids prove whose it is)."""
+        `new_id` names a new conversation (a widget visitor's ids prove whose it is); `message_id`
+        names the answer (default: a new random id)."""
+        client = client or ClientContext()
         asked = now_ms()
         principal.require_agent(agent_id)
         agent = await self.agents.cached(agent_id)
@@ -157,6 +172,8 @@ class Turns:
                 model=model,
                 max_turns=agent.history_turns,
                 max_history_tokens=agent.history_tokens,
+                client_system=client.system,
+                client_history=client.earlier if is_new else (),
             )
         except BaseException:
             await resources.release()
@@ -166,10 +183,11 @@ class Turns:
         )
         call = ModelCall(
             model=model, messages=window.messages, temperature=temperature, faq=tuple(agent.faq),
-            no_answer=agent.bot_no_answer, excerpts=grounding.excerpts,
+            no_answer=agent.bot_no_answer, excerpts=grounding.excerpts, max_tokens=client.max_tokens,
         )
         return PreparedTurn(
-            agent=agent, conversation_id=conversation_id, is_new=is_new, message=message, asked=asked, window=window,
+            agent=agent, conversation_id=conversation_id, message_id=message_id or new_message_id(), is_new=is_new,
+            message=message, asked=asked, window=window,
             call=call, resources=resources, grounding=grounding,
         )
 
@@ -265,7 +283,7 @@ class Turns:
     async def _store(self, turn: PreparedTurn, text: str, model: str, usage: TokenUsage) -> tuple[str, str]:
         """Writes the complete turn; returns its message id and the conversation's new expiry."""
         stored = StoredTurn(
-            id=new_message_id(),
+            id=turn.message_id,
             user_id=new_message_id(),
             query=turn.message,
             response=text,

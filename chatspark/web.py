@@ -28,6 +28,7 @@ from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
 from chatspark.api.openapi import openapi
+from chatspark.api import openai_compat
 from chatspark.apikeys import hash_key, mint_key
 from chatspark.clock import now_ms
 from chatspark.config import Config
@@ -161,6 +162,9 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
             _resource(WEBHOOK, GET=webhooks_api.get_webhook, PATCH=webhooks_api.update_webhook,
                       DELETE=webhooks_api.delete_webhook),
             _resource(f"{WEBHOOK}/deliveries", GET=webhooks_api.list_deliveries),
+            # OpenAI's SDKs with `base_url=<service>/v1` (chatspark/api/openai_compat.py).
+            _resource("/v1/chat/completions", POST=openai_compat.chat_completions),
+            _resource("/v1/models", GET=openai_compat.list_models),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,

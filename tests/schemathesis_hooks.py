@@ -36,6 +36,8 @@ def before_call(ctx: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -> No
         del case.query["cursor"]
     if positive and case.operation.path.endswith("/analytics"):
         drop_invalid_period(case)
+    if positive and case.operation.path == "/v1/chat/completions":
+        end_with_a_user_message(case)
     message = (case.path_parameters or {}).get("message_id")
     if positive and case.operation.path.endswith("/feedback") and message in _answer_of:
         case.path_parameters["message_id"] = _answer_of[message]
@@ -65,3 +67,12 @@ def drop_invalid_period(case: schemathesis.Case) -> None:
     except errors.ValidationFailed:
         query.pop("start", None)
         query.pop("end", None)
+
+
+def end_with_a_user_message(case: schemathesis.Case) -> None:
+    """An OpenAI-compatible turn's last message is the user's, with a non-space character: a rule
+    on an array's last item that JSON Schema cannot state. A positive case gets such a last message
+    (its earlier, generated messages stay: they are the conversation's context)."""
+    body = case.body if isinstance(case.body, dict) else None
+    if body is not None and isinstance(body.get("messages"), list) and body["messages"]:
+        body["messages"][-1] = {"role": "user", "content": "When are you open?"}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from backends import load_backend
@@ -119,6 +120,18 @@ async def test_complete_returns_the_providers_answer_and_usage(backend: Backend,
     assert sent["temperature"] == 0.3 and sent["max_tokens"] == 321
     assert "stream" not in sent
     assert fake_openai.headers[0]["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.anyio
+async def test_a_callers_max_tokens_caps_the_answer_within_the_models_budget(backend: Backend,
+                                                                             fake_openai: FakeOpenAI) -> None:
+    settings = model(fake_openai.base_url, max_output_tokens=321)
+    for cap, sent in ((50, 50), (10_000, 321)):
+        call = msgspec.structs.replace(ask(settings), max_tokens=cap)
+        await backend.complete(call)
+        assert fake_openai.requests[-1]["max_tokens"] == sent
+        await collect(backend, call)
+        assert fake_openai.requests[-1]["max_tokens"] == sent
 
 
 @pytest.mark.anyio

@@ -31,6 +31,7 @@ from chatspark.errors import ValidationFailed
 from chatspark.openapi import ERROR_STATUS, OPERATIONS, document
 from chatspark.schemas import ChatRequest, FeedbackRequest, decode_body
 from tests.conftest import RunningServer
+from tests.schemathesis_hooks import end_with_a_user_message
 
 EXAMPLES = 20  # per operation and mode: 13 operations x 3 modes
 CLI_EXAMPLES = 25  # per operation and phase of the `schemathesis run` test
@@ -141,6 +142,8 @@ def test_fuzzed_requests_get_contract_answers(fuzz_server: RunningServer, operat
         drop_generated_cursor(case)
         if generation is GenerationMode.POSITIVE and operation.path.endswith("/analytics"):
             drop_invalid_period(case)
+        if generation is GenerationMode.POSITIVE and operation.path == "/v1/chat/completions":
+            end_with_a_user_message(case)
         transport = {"base_url": base, "session": session, "timeout": TIMEOUT}
         response = case.call(**transport)
         if is_malformed_http(response.request):

@@ -146,8 +146,8 @@ def test_success_answers_reference_their_types() -> None:
 
 
 def test_every_error_answer_is_the_envelope_with_a_contract_code() -> None:
+    """The OpenAI-compatible operations (/v1/…) answer OpenAI's error shape, with the same codes."""
     doc = document()
-    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
     seen_statuses = set()
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
@@ -156,11 +156,14 @@ def test_every_error_answer_is_the_envelope_with_a_contract_code() -> None:
                 if int(status) < 400 or path == "/api/v1/health":
                     continue
                 seen_statuses.add(int(status))
+                envelope = {"$ref": "#/components/schemas/" + ("OpenAIError" if path.startswith("/v1/") else "ErrorEnvelope")}
                 assert answer["content"]["application/json"]["schema"] == envelope, (method, path, status)
                 for code in answer["description"].split(" or "):
                     assert ERROR_STATUS[code] == int(status), (method, path, status, code)
     codes = doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"]
     assert set(codes) == set(ERROR_STATUS)
+    openai_error = doc["components"]["schemas"]["OpenAIErrorBody"]
+    assert set(openai_error["required"]) == {"message", "type", "code"}
     # Every status the contract lists, except 405 (a path's, not an operation's) and STREAMING_ERROR's 500 in-stream.
     assert seen_statuses == {400, 401, 402, 403, 404, 409, 413, 415, 429, 500, 502, 503, 504}
 
@@ -185,7 +188,7 @@ def test_chat_create_agent_add_source_and_capture_lead_take_an_idempotency_key()
     assert with_key == {
         ("POST", "/api/v1/agents/{agent_id}/chat"), ("POST", "/api/v1/agents"), ("POST", "/api/v1/agents/{agent_id}/training"),
         ("POST", "/api/v1/widget/{agent_id}/chat"), ("POST", "/api/v1/widget/{agent_id}/leads"),
-        ("POST", "/api/v1/agents/{agent_id}/leads"),
+        ("POST", "/api/v1/agents/{agent_id}/leads"), ("POST", "/v1/chat/completions"),
     }
 
 

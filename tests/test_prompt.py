@@ -70,3 +70,33 @@ def test_a_message_too_long_for_the_model_is_a_validation_error():  # type: igno
 
 def test_token_bound_is_at_least_the_utf8_length():  # type: ignore[no-untyped-def]
     assert token_bound("héllo 🙂") >= len("héllo 🙂".encode())
+
+
+def test_a_client_system_message_follows_the_instructions_and_precedes_the_knowledge():  # type: ignore[no-untyped-def]
+    w = window(turns(1), knowledge="Passages.", client_system="Answer in French.")
+    assert [(m.role, m.content) for m in w.messages[:3]] == [
+        ("system", "Be nice."), ("system", "Answer in French."), ("system", "Passages.")
+    ]
+    assert w.messages[-1].content == "hello"
+
+
+def test_client_history_keeps_its_newest_messages_within_what_stored_turns_left():  # type: ignore[no-untyped-def]
+    from backends.base import Message
+
+    earlier = [Message("user", "a" * 100), Message("assistant", "b" * 100), Message("user", "c" * 100)]
+    everything = window([], client_history=earlier)
+    assert [m.content[0] for m in everything.messages[1:-1]] == ["a", "b", "c"]
+    room = 2 * token_bound("b" * 100)
+    tight = window([], client_history=earlier, max_history_tokens=room)
+    assert [m.content[0] for m in tight.messages[1:-1]] == ["b", "c"]
+    assert tight.history_tokens == room
+    # Stored turns come first in the budget: what they leave is the client's.
+    stored = turns(1, size=50)
+    cost = token_bound(stored[0].query) + token_bound(stored[0].response)
+    both = window(stored, client_history=earlier, max_history_tokens=cost + token_bound("c" * 100))
+    assert [m.content[0] for m in both.messages[1:-1]] == ["c", "q", "r"]
+
+
+def test_a_client_system_message_counts_against_the_context():  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationFailed):
+        window([], client_system="x" * MODEL.context_window)

@@ -23,9 +23,10 @@ def services(request: Request) -> Services:
     return request.app.state.services
 
 
-async def principal(request: Request, scope: str) -> Principal:
-    """The caller's checked key, which must carry `scope`. From here on, every response to this
-    request (errors and streams included) carries the key's mode and rate-limit headers."""
+async def principal(request: Request, scope: str, *alternatives: str) -> Principal:
+    """The caller's checked key, which must carry `scope` (or one of `alternatives`). From here on,
+    every response to this request (errors and streams included) carries the key's mode and
+    rate-limit headers."""
     svc = services(request)
     sent = request.headers.getlist("authorization")
     if len(sent) > 1:
@@ -33,7 +34,8 @@ async def principal(request: Request, scope: str) -> Principal:
         raise ValidationFailed.field("Authorization", "must be sent once")
     caller = await authenticate(svc.store, sent[0] if sent else None, svc.config.limits)
     response_headers(request).update(caller.headers())
-    caller.require(scope)
+    if not any(other in caller.scopes for other in alternatives):
+        caller.require(scope)
     return caller
 
 

@@ -30,14 +30,15 @@ class TurnJournal:
         self.ttl_seconds = ttl_seconds
         self.lease_ms = int(lease_seconds * 1000)
 
-    async def claim(self, digest: str, body_digest: str) -> tuple[ClaimState, Lease]:
-        """'new' (this request runs the turn, holding the returned lease), 'running', 'done' or 'conflict'."""
+    async def claim(self, digest: str, body_digest: str) -> tuple[ClaimState, Lease, str]:
+        """'new' (this request runs the turn, holding the returned lease), 'running', 'done' or
+        'conflict'; and the run: the same string for every claim of the key until its record expires."""
         lease = Lease("turn", digest)
         args = [body_digest, lease.token, self.lease_ms, self.ttl_seconds]
         reply = await self.redis.script(scripts.CLAIM_TURN, self.layout.idempotent_turn(digest), args)
-        state = reply.decode() if isinstance(reply, bytes) else str(reply)
+        state, run = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
         assert state in ("new", "running", "done", "conflict"), state
-        return state, lease  # type: ignore[return-value]
+        return state, lease, run  # type: ignore[return-value]
 
     async def publish(self, lease: Lease, event_id: int, frame: bytes, status: int | None) -> bool:
         """Appends one frame; False if this runner no longer holds the turn."""

@@ -236,18 +236,22 @@ return 0
 """)
 
 # Claims an idempotent chat turn. KEYS: record, events, lease. ARGV: body digest, token, lease ms, ttl s.
-# Returns 'new' (run it), 'running' (another request runs it: follow), 'done' (replay), 'conflict'.
+# Returns {state, run}: state 'new' (run it), 'running' (another request runs it: follow), 'done'
+# (replay), 'conflict'; run names this record's life (the first claimant's token; '' if unknown), the
+# same for every claim until the record expires, so a run and its followers can derive ids from it.
 # A turn whose runner vanished (lease lapsed) or that failed is run again by the next claim.
 CLAIM_TURN = Script("claim_turn", """
-local record = redis.call('HMGET', KEYS[1], 'body', 'state')
-if record[1] and record[1] ~= ARGV[1] then return 'conflict' end
-if record[2] == 'done' then return 'done' end
-if record[2] == 'running' and redis.call('EXISTS', KEYS[3]) == 1 then return 'running' end
+local record = redis.call('HMGET', KEYS[1], 'body', 'state', 'run')
+local run = record[3] or ''
+if record[1] and record[1] ~= ARGV[1] then return {'conflict', run} end
+if record[2] == 'done' then return {'done', run} end
+if record[2] == 'running' and redis.call('EXISTS', KEYS[3]) == 1 then return {'running', run} end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'body', ARGV[1], 'state', 'running')
+redis.call('HSETNX', KEYS[1], 'run', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
-return 'new'
+return {'new', redis.call('HGET', KEYS[1], 'run')}
 """)
 
 # Appends one piece of an idempotent turn's answer, if this runner still holds the turn.
