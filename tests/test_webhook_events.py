@@ -285,3 +285,19 @@ def test_nobody_subscribed_leaves_no_event_behind(start_app, raw_redis, sweep): 
             time.sleep(0.05)
     assert raw_redis.xlen(outbox) == 0
     assert not raw_redis.keys(f"{{{app.config.store.prefix}:webhooks}}:dlv:*")
+
+
+def test_a_turn_through_the_openai_compatible_endpoint_sends_the_same_events(http, receiver):  # type: ignore[no-untyped-def]
+    agent = new_agent(http)
+    register(http, receiver.url("/v1"), TURN_EVENTS, agentIds=[agent])
+    answer = http.post("/v1/chat/completions", json={"model": f"agent:{agent}",
+                                                     "messages": [{"role": "user", "content": "Hello from the SDK"}]})
+    assert answer.status_code == 200, answer.text
+    cid = answer.headers["chatspark-conversation-id"]
+    got = receiver.wait_for(3, "/v1")
+    settle(receiver, "/v1")
+    assert sorted(r.event for r in receiver.received("/v1")) == ["conversation.started", "message.sent", "message.sent"]
+    sent = {r.json["data"]["role"]: r.json["data"] for r in got if r.event == "message.sent"}
+    assert sent["user"]["content"] == "Hello from the SDK" and sent["user"]["conversationId"] == cid
+    assert answer.json()["id"] == "chatcmpl-" + sent["assistant"]["messageId"].removeprefix("msg_")
+    assert sent["assistant"]["content"] == answer.json()["choices"][0]["message"]["content"]
