@@ -101,3 +101,176 @@ def test_nginx_passes_each_token_as_it_is_written_and_the_pings(gw: Gateway, fak
     assert deltas[-1].at - deltas[0].at > 1.0
     gaps = [b.at - a.at for a, b in zip(deltas, deltas[1:])]
     assert sum(1 for g in gaps if g > 0.05) >= len(gaps) - 2
+
+
+def replicas_of(gw: Gateway, response: httpx.Response | Read) -> list[str]:
+    """The replica addresses nginx tried for this answer (the last one answered)."""
+    return gw.nginx.upstreams(response.headers["x-request-id"])
+
+
+def test_a_conversation_continues_across_replicas(gw: Gateway, fake_openai: Any) -> None:
+    answered_by = []
+    with gw.client(gw.key()) as http:
+        first = http.post(f"{AGENTS}/2/chat", json={"message": "turn 0"})
+        assert first.status_code == 200, first.text
+        cid = first.json()["conversationId"]
+        answered_by.append(replicas_of(gw, first)[-1])
+        for turn in range(1, 6):
+            # A new connection each time, as separate page loads would open.
+            with gw.client(http.headers["authorization"][7:]) as fresh:
+                answer = fresh.post(f"{AGENTS}/2/chat", json={"message": f"turn {turn}", "conversationId": cid})
+            assert answer.status_code == 200, answer.text
+            answered_by.append(replicas_of(gw, answer)[-1])
+        messages = http.get(f"{AGENTS}/2/conversations/{cid}/messages", params={"limit": 100}).json()["messages"]
+    assert len(set(answered_by)) >= 2, answered_by
+    assert [m["content"] for m in messages if m["role"] == "user"] == [f"turn {t}" for t in range(6)]
+    # Each replica sent the model the history the others stored.
+    last_prompt = [m["content"] for m in fake_openai.requests[-1]["messages"] if m["role"] == "user"]
+    assert last_prompt == [f"turn {t}" for t in range(6)]
+
+
+def test_rate_limits_stay_exact_through_nginx(gw: Gateway) -> None:
+    key = gw.key(rate_limit=10)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        with gw.client(key) as http:
+            status = http.get(AGENTS).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=call) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Counter(statuses) == {200: 10, 429: 6}
+
+
+def _from(address: str, base_url: str, **options: Any) -> httpx.Client:
+    """A client whose connections come from `address` (any 127.x address is this machine's)."""
+    return httpx.Client(base_url=base_url, transport=httpx.HTTPTransport(local_address=address), timeout=30, **options)
+
+
+def test_limits_by_client_address_count_the_address_nginx_saw_and_only_from_nginx(gw: Gateway) -> None:
+    origin = "https://shop.example"
+    with gw.client(gw.key()) as admin:
+        created = admin.post(AGENTS, json={"name": "Gateway shop", "allowedOrigins": [origin]})
+        assert created.status_code == 201, created.text
+        agent = created.json()["agent"]["id"]
+    time.sleep(1.2)  # every replica's agent cache (1 s) sees it
+    path = f"/api/v1/widget/{agent}/session"
+    headers = {"origin": origin}
+    # Addresses of this run only (the limit's window is a minute; other runs use other prefixes anyway).
+    a, b, c = (f"127.{secrets.randbelow(200) + 10}.{secrets.randbelow(250)}.{n}" for n in (2, 3, 4))
+
+    with _from(a, gw.nginx.base_url) as browser_a:
+        spent = [browser_a.post(path, json={}, headers=headers).status_code for _ in range(ADDRESS_RATE)]
+        assert spent == [200] * ADDRESS_RATE
+        assert browser_a.post(path, json={}, headers=headers).status_code == 429
+        # A client-sent X-Forwarded-For stays left of the address nginx appends: still `a`.
+        spoofed = browser_a.post(path, json={}, headers={**headers, "x-forwarded-for": "203.0.113.9"})
+        assert spoofed.status_code == 429
+    with _from(b, gw.nginx.base_url) as browser_b:
+        # Another browser behind the same nginx has its own budget (not nginx's 127.0.0.1).
+        assert browser_b.post(path, json={}, headers=headers).status_code == 200
+    # Straight to a replica (a peer it does not trust), X-Forwarded-For is ignored: counted as `a`.
+    with _from(a, gw.replicas[0].base_url) as direct:
+        assert direct.post(path, json={}, headers={**headers, "x-forwarded-for": c}).status_code == 429
+
+
+def test_an_idempotent_retry_served_by_another_replica_replays(gw: Gateway, fake_openai: Any) -> None:
+    body = {"message": "once"}
+    headers = {"idempotency-key": f"gw-{secrets.token_hex(6)}"}
+    with gw.client(gw.key()) as http:
+        first = http.post(f"{AGENTS}/2/chat", json=body, headers=headers)
+        assert first.status_code == 200, first.text
+        runner = replicas_of(gw, first)[-1]
+        replays = []
+        for _ in range(9):  # round robin over 3 replicas (per nginx worker): another one comes soon
+            with gw.client(http.headers["authorization"][7:]) as fresh:
+                again = fresh.post(f"{AGENTS}/2/chat", json=body, headers=headers)
+            replays.append((replicas_of(gw, again)[-1], again))
+            if replays[-1][0] != runner:
+                break
+    other, replay = replays[-1]
+    assert other != runner, "nginx never sent the retry to another replica"
+    assert all(r.status_code == 200 and r.headers["idempotent-replayed"] == "true" for _, r in replays)
+    assert all(r.content == first.content for _, r in replays)
+    assert len(fake_openai.requests) == 1  # one model call in all
+
+
+def test_a_dropped_stream_resumes_through_nginx_on_any_replica_receiving_the_rest_once(gw: Gateway, fake_openai: Any) -> None:
+    words = [f"r{i}" for i in range(40)]
+    fake_openai.enqueue(reply(" ".join(words), chunks=len(words), gap=0.1))  # ~4 s
+    body = {"message": "resume me"}
+    headers = {"idempotency-key": f"gw-{secrets.token_hex(6)}"}
+    with gw.client(gw.key()) as http:
+        parts = [read_stream(http, f"{AGENTS}/2/chat", body, headers, stop_after=3)]
+        runner = gw.replica_with_model_key(fake_openai.headers[0]["authorization"]).address
+        served = [replicas_of(gw, parts[0])[-1]]
+        # Hang up after two events, resume, until a replica other than the runner served a resume
+        # while the turn still ran; then read to the end.
+        while True:
+            last = parts[-1].events[-1].id
+            assert last is not None
+            done = served[-1] != runner or len(parts) > 12
+            resumed = read_stream(http, f"{AGENTS}/2/chat", body, {**headers, "last-event-id": str(last)},
+                                  stop_after=None if done else 2)
+            assert resumed.status == 200
+            parts.append(resumed)
+            served.append(replicas_of(gw, resumed)[-1])
+            if done:
+                break
+    assert any(address != runner for address in served[1:-1]), served
+    assert parts[-1].complete
+    events = [e for part in parts for e in part.events]
+    assert [e.id for e in events] == list(range(1, len(events) + 1))  # each event once, in order
+    assert "".join(e.json.get("delta", "") for e in events if e.data != "[DONE]").split() == words
+    assert sum(1 for e in events if e.data != "[DONE]" and e.json.get("done")) == 1
+    assert events[-1].data == "[DONE]"
+    assert len(fake_openai.requests) == 1
+
+
+def test_a_runner_killed_mid_stream_ends_it_retryably_and_the_retry_runs_once_more_and_stores_once(
+    gw: Gateway, fake_openai: Any
+) -> None:
+    words = [f"k{i}" for i in range(30)]
+    with gw.client(gw.key()) as http:
+        first = http.post(f"{AGENTS}/2/chat", json={"message": "before"})
+        assert first.status_code == 200
+        cid = first.json()["conversationId"]
+        fake_openai.enqueue(reply(" ".join(words), chunks=len(words), gap=0.1), reply(" ".join(words)))
+        body = {"message": "killed", "conversationId": cid}
+        headers = {"idempotency-key": f"gw-{secrets.token_hex(6)}"}
+        calls = len(fake_openai.requests)
+        with http.stream("POST", f"{AGENTS}/2/chat", json={"stream": True, **body}, headers=headers) as response:
+            lines = response.iter_lines()
+            seen = [line for line, _ in zip((li for li in lines if li.startswith("id: ")), range(3))]
+            runner = gw.replica_with_model_key(fake_openai.headers[calls]["authorization"])
+            runner.signal(signal.SIGKILL)
+            runner.wait_exit()
+            rest: list[str] = []
+            with pytest.raises(httpx.HTTPError):  # nginx cuts the client's stream: no [DONE]
+                rest.extend(lines)
+        assert not any(line == "data: [DONE]" for line in rest)
+        last = int(seen[-1][4:])
+        # Resumed on a live replica: it follows the journal until the dead runner's lease lapses.
+        started = time.monotonic()
+        resumed = read_stream(http, f"{AGENTS}/2/chat", body, {**headers, "last-event-id": str(last)})
+        assert time.monotonic() - started < 3 * LEASE_SECONDS + 2
+        assert resumed.status == 200 and resumed.complete
+        error = resumed.terminal()["error"]
+        assert error["retryable"] is True
+        assert error["details"]["cause"] == "SERVICE_UNAVAILABLE"
+        assert resumed.events[-1].data == "[DONE]"
+        # The retry with the same key runs the turn once more, and it is stored once.
+        retried = read_stream(http, f"{AGENTS}/2/chat", body, headers)
+        assert retried.status == 200 and retried.complete, retried.events
+        assert retried.terminal().get("done") is True
+        assert retried.text.split() == words
+        assert len(fake_openai.requests) == calls + 2
+        messages = http.get(f"{AGENTS}/2/conversations/{cid}/messages", params={"limit": 100}).json()["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["before", "killed"]
+    assert [m["content"] for m in messages if m["role"] == "assistant"][-1].split() == words
