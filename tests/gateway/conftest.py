@@ -30,6 +30,7 @@ from tests.conftest import AppServer, free_port, make_config
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
+COMPOSE = REPO / "deploy" / "compose.yaml"
 PLACEHOLDERS = ("${CHATSPARK_LISTEN}", "${CHATSPARK_UPSTREAMS}", "${NGINX_RUN_DIR}")
 REPLICAS = 3
 # Short intervals for the timing-dependent parts, each with >= 3x slack in the tests.
@@ -49,11 +50,20 @@ def nginx_binary() -> str:
     return found
 
 
+def server_parameters() -> str:
+    """The parameters deploy/compose.yaml gives each replica's `server` line (max_fails, …): the
+    tests give their replicas the same."""
+    compose = COMPOSE.read_text()
+    found = re.findall(r"server chatspark-\d+:\d+([^;]*);", compose)
+    assert found and len(set(found)) == 1, "deploy/compose.yaml: CHATSPARK_UPSTREAMS lists no replicas alike"
+    return found[0]
+
+
 def render(text: str, listen: str, upstreams: list[str], run_dir: Path) -> str:
     """deploy/nginx.conf with its placeholders substituted, as envsubst does in the compose file."""
     for placeholder in PLACEHOLDERS:
         assert placeholder in text, f"deploy/nginx.conf lost its {placeholder} placeholder"
-    servers = " ".join(f"server {address};" for address in upstreams)
+    servers = " ".join(f"server {address}{server_parameters()};" for address in upstreams)
     rendered = (text.replace("${CHATSPARK_LISTEN}", listen).replace("${CHATSPARK_UPSTREAMS}", servers)
                 .replace("${NGINX_RUN_DIR}", str(run_dir)))
     assert not re.search(r"\$\{[A-Z_]+\}", rendered), "deploy/nginx.conf has a placeholder the tests do not render"
@@ -157,10 +167,24 @@ class Nginx:
                 if f"request_id={request_id}" in line:
                     found = re.search(r"upstream=(\S.*?) upstream_status=", line)
                     assert found, line
-                    return [a.strip() for a in found.group(1).split(",")]
+                    # `a, b`: retried in the upstream group; `a : b`: again after an internal redirect.
+                    return [a for a in re.split(r"\s*,\s*|\s+:\s+", found.group(1).strip()) if a]
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access line for request {request_id}")
             time.sleep(0.05)
+
+    def log_size(self) -> int:
+        return self.access_log.stat().st_size
+
+    def wait_answered_by(self, address: str, after: int, timeout: float = 10) -> None:
+        """Until an access line past byte `after` of the log shows `address` answering 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.access_log.read_bytes()[after:].decode(errors="replace")
+            if re.search(rf"upstream=[^=]*{re.escape(address)} upstream_status=[^=]*200 ", text):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"nginx sent nothing to {address} within {timeout} s")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -195,6 +219,14 @@ class Gateway:
     def replica_with_model_key(self, authorization: str) -> Replica:
         return next(r for r in self.replicas if authorization == f"Bearer {r.model_key}")
 
+    def warm(self) -> None:
+        """One chat turn on each replica directly: its model backend is imported before any timing."""
+        key = self.key()
+        for replica in self.replicas:
+            answer = httpx.post(f"{replica.base_url}/api/v1/agents/2/chat", json={"message": "warm up"},
+                                headers={"authorization": f"Bearer {key}"}, timeout=30)
+            assert answer.status_code == 200, answer.text
+
     def heal(self) -> None:
         """Every replica up again (a test that killed one restarts it)."""
         down = [r for r in self.replicas if not r.alive()]
@@ -202,6 +234,8 @@ class Gateway:
             replica.start()
         for replica in down:
             replica.wait_ready()
+        if down:
+            self.warm()
 
 
 def replica_config(workdir: Path) -> Path:
@@ -237,7 +271,9 @@ def gateway(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iterato
         with ThreadPoolExecutor(REPLICAS) as pool:
             list(pool.map(lambda r: r.start().wait_ready(), replicas))
         nginx = Nginx(binary, replicas, workdir)
-        yield Gateway(nginx, replicas, _Keys(make_config(redis_url, key_prefix)))
+        gateway = Gateway(nginx, replicas, _Keys(make_config(redis_url, key_prefix)))
+        gateway.warm()
+        yield gateway
     finally:
         if nginx is not None:
             nginx.stop()
@@ -252,6 +288,7 @@ def gateway(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iterato
 
 @pytest.fixture
 def gw(gateway: Gateway, fake_openai: Any, provider_key: str) -> Gateway:
-    """The gateway with the fake provider reset and every replica up."""
+    """The gateway with every replica up and the fake provider reset (after any warm-up)."""
     gateway.heal()
+    fake_openai.reset()
     return gateway

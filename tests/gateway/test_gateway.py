@@ -274,3 +274,98 @@ def test_a_runner_killed_mid_stream_ends_it_retryably_and_the_retry_runs_once_mo
         messages = http.get(f"{AGENTS}/2/conversations/{cid}/messages", params={"limit": 100}).json()["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["before", "killed"]
     assert [m["content"] for m in messages if m["role"] == "assistant"][-1].split() == words
+
+
+CLIENTS = 50
+
+
+@dataclass
+class Load:
+    """What the clients of the rolling restart did, and every failure they saw."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, failure: str | None) -> None:
+        with self.lock:
+            self.requests[kind] += 1
+            if failure is not None:
+                self.failures.append(f"{kind}: {failure}")
+
+
+def _client_loop(gw: Gateway, key: str, number: int, stop: threading.Event, load: Load) -> None:
+    """One client: a conversation of its own, mixing JSON turns, streamed turns (some with an
+    Idempotency-Key), reads of its conversation, and agent reads, until told to stop."""
+    cid = None
+    step = 0
+    with gw.client(key, timeout=60) as http:
+        while not stop.is_set():
+            step += 1
+            kind = ("json", "stream", "read", "stream-idempotent", "agents")[(number + step) % 5]
+            try:
+                if kind == "read" and cid is None or kind == "agents":
+                    response = http.get(f"{AGENTS}/2")
+                    failure = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                elif kind == "read":
+                    response = http.get(f"{AGENTS}/2/conversations/{cid}/messages")
+                    failure = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                elif kind == "json":
+                    body = {"message": f"c{number} s{step}", **({"conversationId": cid} if cid else {})}
+                    response = http.post(f"{AGENTS}/2/chat", json=body)
+                    failure = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                    if failure is None:
+                        cid = response.json()["conversationId"]
+                else:
+                    body = {"message": f"c{number} s{step}", **({"conversationId": cid} if cid else {})}
+                    headers = {"idempotency-key": f"roll-{number}-{step}"} if kind == "stream-idempotent" else {}
+                    read = read_stream(http, f"{AGENTS}/2/chat", body, headers)
+                    if read.status != 200:
+                        failure = f"{read.status} {read.events[0].data[:200]}"
+                    elif not read.complete or read.events[-1].data != "[DONE]" or not read.terminal().get("done"):
+                        failure = f"stream ended without done: {[e.data[:80] for e in read.events[-2:]]}"
+                    else:
+                        failure = None
+                        cid = read.terminal()["conversationId"]
+            except (httpx.HTTPError, AssertionError, IndexError) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            load.record(kind, failure)
+
+
+def test_a_rolling_restart_under_50_clients_fails_no_request(gw: Gateway, fake_openai: Any) -> None:
+    # Every model answer streams 5 chunks 0.1 s apart, so turns and streams are running when a
+    # replica gets SIGTERM and must be drained, not cut.
+    fake_openai.enqueue(*[Behaviour(chunks=5, gap=0.1)] * 20_000)
+    key = gw.key()
+    stop = threading.Event()
+    load = Load()
+    clients = [threading.Thread(target=_client_loop, args=(gw, key, n, stop, load)) for n in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    restarts = []
+    try:
+        time.sleep(1.0)  # every client running
+        for replica in gw.replicas:
+            started = time.monotonic()
+            replica.signal(signal.SIGTERM)
+            assert replica.wait_exit(timeout=30) in (0, -signal.SIGTERM), replica.log_tail()
+            replica.start().wait_ready()
+            ready_at = gw.nginx.log_size()
+            restarts.append(round(time.monotonic() - started, 2))
+            # As a rollout would, the next replica goes only once this one takes traffic again
+            # (nginx leaves a failed replica out for fail_timeout, deploy/compose.yaml).
+            gw.nginx.wait_answered_by(replica.address, after=ready_at)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+    access = gw.nginx.access_log.read_text()
+    drained = access.count("upstream_status=503")
+    posts_resent = sum(1 for line in access.splitlines() if '"POST ' in line and "upstream_status=503 : " in line)
+    print(f"rolling restart: {sum(load.requests.values())} requests {dict(load.requests)}, restarts {restarts} s, "
+          f"{drained} answers of a draining replica retried by nginx ({posts_resent} POSTs resent), failures {len(load.failures)}")
+    assert not load.failures, load.failures[:10]
+    assert load.requests["stream"] + load.requests["stream-idempotent"] >= CLIENTS
+    assert sum(load.requests.values()) >= 5 * CLIENTS
+    # The drain's 503s were met (and retried on another replica), so the test saw what it is about.
+    assert drained >= 1
