@@ -185,6 +185,9 @@ def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -
         store = msgspec.structs.replace(store, url=env["REDIS_URL"])
     if env.get("CHATSPARK_REDIS_PREFIX"):
         store = msgspec.structs.replace(store, prefix=env["CHATSPARK_REDIS_PREFIX"])
+    if env.get("CHATSPARK_TRUSTED_PROXIES"):  # comma-separated addresses or networks
+        proxies = [p.strip() for p in env["CHATSPARK_TRUSTED_PROXIES"].split(",") if p.strip()]
+        server = msgspec.structs.replace(server, trusted_proxies=proxies)
     for variable, target, field in (
         ("CHATSPARK_PING_SECONDS", "server", "ping_seconds"),
         ("CHATSPARK_DRAIN_SECONDS", "server", "drain_seconds"),
