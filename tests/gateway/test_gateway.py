@@ -18,6 +18,10 @@ import pytest
 from tests.fake_openai import Behaviour, reply
 from tests.gateway.conftest import ADDRESS_RATE, LEASE_SECONDS, PING_SECONDS, Gateway
 
+# One worker runs the whole module (`make test` distributes with --dist loadgroup): one nginx and
+# 3 replicas, not one set per pytest worker.
+pytestmark = pytest.mark.xdist_group("gateway")
+
 AGENTS = "/api/v1/agents"
 WORDS = [f"w{i}" for i in range(12)]
 
