@@ -24,9 +24,10 @@ run: install
 
 # Two pytest workers on the 2-core machine (one per core, at most 4 elsewhere): most tests wait on
 # sockets and Redis, so a second process keeps both cores busy. `PYTEST_ARGS=-n0` runs them in one.
+# loadgroup: tests marked xdist_group run in one worker (tests/gateway shares one nginx + 3 replicas).
 test: install
 	@sh tests/setup.sh
-	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 # Chatspark vs LiteLLM proxy on one fake upstream (bench/README.md); BENCH_ARGS=--quick for ~2 minutes.
 bench: install

@@ -102,6 +102,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         # last wait before it cancels what is left.
         "timeout_graceful_shutdown": 5,
         "server_header": False,
+        # Forwarded headers are believed only from `server.trusted_proxies` (create_app); uvicorn's
+        # default would believe them from any loopback peer.
+        "proxy_headers": False,
     }
     if args.dev and server.workers > 1:
         print("chatspark: --dev runs one worker (the embedded store lives in one process)", file=sys.stderr)

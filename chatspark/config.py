@@ -5,6 +5,7 @@ Loaded once at start and passed in; nothing deeper reads files or the environmen
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -39,6 +40,11 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # which grows the buffer of a client that stops reading to megabytes (net.ipv4.tcp_wmem); with a
     # small one, such a client holds up its own stream (and its model call) after kilobytes.
     socket_send_buffer: Annotated[int, Meta(ge=0)] = 0
+    # Peers (addresses or CIDR networks) whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed:
+    # the gateway's address (`["127.0.0.1"]` for an nginx on the same host). Empty (the default):
+    # the connection's peer is the client, whatever headers it sends. Used for every limit by client
+    # address (the widget's), and the scheme the demo page's same-origin rule sees.
+    trusted_proxies: list[str] = []
 
 
 class LimitsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -65,8 +71,8 @@ class WidgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Browser access to public agents (the widget endpoints): limits exact across replicas."""
 
     # Chat turns and lead submissions per visitor, and widget requests of any kind per client
-    # address (the connection's peer: behind a gateway, run uvicorn with proxy headers so it is the
-    # browser's), per sliding minute.
+    # address (the connection's peer, or behind a gateway listed in `server.trusted_proxies` the
+    # address it forwards), per sliding minute.
     visitor_rate_per_minute: PositiveInt = 20
     address_rate_per_minute: PositiveInt = 120
     visitor_token_days: PositiveInt = 365
@@ -182,6 +188,9 @@ def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -
         store = msgspec.structs.replace(store, url=env["REDIS_URL"])
     if env.get("CHATSPARK_REDIS_PREFIX"):
         store = msgspec.structs.replace(store, prefix=env["CHATSPARK_REDIS_PREFIX"])
+    if env.get("CHATSPARK_TRUSTED_PROXIES"):  # comma-separated addresses or networks
+        proxies = [p.strip() for p in env["CHATSPARK_TRUSTED_PROXIES"].split(",") if p.strip()]
+        server = msgspec.structs.replace(server, trusted_proxies=proxies)
     for variable, target, field in (
         ("CHATSPARK_PING_SECONDS", "server", "ping_seconds"),
         ("CHATSPARK_DRAIN_SECONDS", "server", "drain_seconds"),
@@ -214,6 +223,11 @@ def _check(config: Config) -> None:
         seen.add(agent.id)
         if agent.model_name not in config.models:
             raise ConfigError(f"agent {agent.id} uses model {agent.model_name!r}, which [models] does not define")
+    for proxy in config.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"[server] trusted_proxies: {proxy!r} is not an IP address or network") from None
     if config.knowledge.embedder not in config.embedders:
         raise ConfigError(f"[knowledge] embedder {config.knowledge.embedder!r} is not defined under [embedders]")
     for model in config.models.values():

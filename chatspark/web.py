@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from chatspark.agent_registry import AgentRegistry
 from chatspark.api import agents as agents_api
@@ -172,7 +173,13 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
     # A trailing slash is a 404 like any unknown path, not Starlette's redirect: that 307 has an
     # empty body instead of the envelope, and its Location is built from the client's Host header.
     app.router.redirect_slashes = False
-    drain = Drain(app, config.server.drain_seconds)
+    inner: ASGIApp = app
+    if config.server.trusted_proxies:
+        # The client is the address the trusted gateway saw (the rightmost untrusted X-Forwarded-For
+        # entry, so a client cannot put one of its choosing first); from any other peer the headers
+        # are ignored. `serve` switches uvicorn's own copy off (it trusts every loopback peer).
+        inner = ProxyHeadersMiddleware(app, trusted_hosts=config.server.trusted_proxies)  # type: ignore[arg-type]
+    drain = Drain(inner, config.server.drain_seconds)
     return RequestContext(drain)
 
 
