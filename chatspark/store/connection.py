@@ -7,6 +7,7 @@ Only this package imports redis; only this module touches a client.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -15,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from chatspark import metrics
 from chatspark.store.config import StoreConfig
 from chatspark.store.errors import StoreUnavailable
 from chatspark.store.scripts import Script
@@ -42,13 +44,19 @@ class Connection:
         self.embedded = embedded  # the in-process twin: nothing outlives this process
         self._registered: dict[str, Any] = {}  # script name -> redis-py Script (knows its SHA)
 
-    async def run(self, command: Callable[[Client], Awaitable[T]]) -> T:
-        """One command (or any awaitable built from the client)."""
+    async def run(self, command: Callable[[Client], Awaitable[T]], *, blocking: bool = False) -> T:
+        """One command (or any awaitable built from the client). `blocking`: a read that waits for
+        data (XREAD BLOCK), left out of the latency metric."""
+        started = time.perf_counter()
         try:
-            return await command(self._client)
+            result = await command(self._client)
         except (RedisError, RedisClusterException, OSError) as exc:
+            metrics.stored(started, exc)
             log.warning("store call failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable() from exc
+        if not blocking:
+            metrics.stored(started)
+        return result
 
     async def pipeline(self, commands: Callable[[Client], object]) -> list[Any]:
         """Commands queued by `commands` on a non-transactional pipeline: one round trip when their

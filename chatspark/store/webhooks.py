@@ -231,7 +231,7 @@ class WebhookStore:
 
     async def wait_for_events(self, outbox: str, block_ms: int) -> None:
         """Returns when the outbox holds an entry, or after `block_ms`."""
-        await self.redis.run(lambda r: r.xread({outbox: "0-0"}, count=1, block=block_ms))
+        await self.redis.run(lambda r: r.xread({outbox: "0-0"}, count=1, block=block_ms), blocking=True)
 
     async def fan_out(self, entries: list[OutboxEntry], webhooks: list[Webhook], now: int, keep_seconds: int) -> int:
         """A delivery per active webhook that wants each event; each entry fanned out once, whichever
