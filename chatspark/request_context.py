@@ -104,8 +104,8 @@ class RequestContext:
             "status": status or None,
             "latency_ms": round(elapsed * 1000, 1),
         }
-        if isinstance(agent, int):
-            fields["agent"] = agent
+        if isinstance(agent, str) and agent.isdigit() and len(agent) < 10:
+            fields["agent"] = int(agent)
         fields.update({
             name: value for name in _OPTIONAL_FACTS if (value := getattr(facts, name)) not in (None, False)
         })
