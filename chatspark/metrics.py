@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -106,6 +107,19 @@ def process_exited(pid: int) -> None:
 
 
 # --- the seams' one-line calls ------------------------------------------------------------------
+
+# A request's two series, looked up once per label set (a bounded set: templates × methods × statuses).
+_request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def request_done(route: str, method: str, status: int, seconds: float) -> None:
+    series = _request_series.get((route, method, status))
+    if series is None:
+        series = _request_series[(route, method, status)] = (
+            HTTP_REQUESTS.labels(route, method, str(status) if status else "-"), HTTP_SECONDS.labels(route)
+        )
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def stored(started: float, error: BaseException | None = None) -> None:

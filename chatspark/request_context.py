@@ -93,8 +93,9 @@ class RequestContext:
         # The template (never the path: ids are no labels); unmatched paths share one label.
         template = route.path if route is not None else (PATH if scope["path"] == PATH else "unmatched")
         method = scope["method"] if scope["method"] in _METHODS else "other"
-        metrics.HTTP_REQUESTS.labels(template, method, status or "-").inc()
-        metrics.HTTP_SECONDS.labels(template).observe(elapsed)
+        metrics.request_done(template, method, status, elapsed)
+        if not log.isEnabledFor(logging.INFO):
+            return
         agent = (scope.get("path_params") or {}).get("agent_id")
         fields = {
             "method": scope["method"],
@@ -106,9 +107,10 @@ class RequestContext:
         }
         if isinstance(agent, str) and agent.isdigit() and len(agent) < 10:
             fields["agent"] = int(agent)
-        fields.update({
-            name: value for name in _OPTIONAL_FACTS if (value := getattr(facts, name)) not in (None, False)
-        })
+        for name in _OPTIONAL_FACTS:  # only what this request has (0 tokens is a fact; False is not)
+            value = getattr(facts, name)
+            if value is not None and value is not False:
+                fields[name] = value
         log.info(
             "%s %s %s %.1fms", fields["method"], fields["path"], status or "-", fields["latency_ms"],
             extra={"fields": fields},

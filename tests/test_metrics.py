@@ -46,7 +46,12 @@ def value(all_samples: Samples, name: str, **labels: str) -> float:
 def metered(redis_url: str, key_prefix: str, shared_fake_openai: Any) -> Iterator[InProcessServer]:
     """The app with a metrics token configured, its provider models on the fake provider."""
     config = make_config(redis_url, key_prefix, shared_fake_openai.base_url)
-    running = InProcessServer(msgspec.structs.replace(config, metrics=MetricsConfig(token_sha256=DIGEST))).start()
+    # The direct OpenAI-compatible backend: litellm's import (seconds, more on a busy machine) is
+    # not what these tests measure.
+    models = {name: msgspec.structs.replace(model, backend="openai") if model.backend == "litellm" else model
+              for name, model in config.models.items()}
+    config = msgspec.structs.replace(config, models=models, metrics=MetricsConfig(token_sha256=DIGEST))
+    running = InProcessServer(config).start()
     yield running
     running.stop()
 
@@ -236,3 +241,32 @@ def test_the_shipped_config_binds_no_metrics_port(spawn_server, shared_fake_open
     while time.monotonic() < deadline and first.process.poll() is None and second.process.poll() is None:
         time.sleep(0.5)
     assert first.process.poll() is None and second.process.poll() is None
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+
+def test_the_token_hash_comes_from_config_or_environment_and_must_be_a_sha256(tmp_path):  # type: ignore[no-untyped-def]
+    from chatspark.config import ConfigError, load_config
+
+    assert load_config(environ={}).metrics == MetricsConfig()  # shipped: off, no port
+    assert load_config(environ={"CHATSPARK_METRICS_TOKEN_SHA256": DIGEST.upper()}).metrics.token_sha256 == DIGEST
+    with pytest.raises(ConfigError, match="CHATSPARK_METRICS_TOKEN_SHA256"):
+        load_config(environ={"CHATSPARK_METRICS_TOKEN_SHA256": TOKEN})  # the token itself, not its hash
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f'[metrics]\ntoken_sha256 = "{TOKEN}"\n')
+    with pytest.raises(ConfigError, match="token_sha256"):
+        load_config(plain, environ={})
+    same_port = tmp_path / "same-port.toml"
+    same_port.write_text("[server]\nport = 8000\n[metrics]\nport = 8000\n")
+    with pytest.raises(ConfigError, match="API's port"):
+        load_config(same_port, environ={})
+
+
+def test_metrics_token_prints_a_token_whose_hash_it_prints(capsys):  # type: ignore[no-untyped-def]
+    from chatspark.cli import main
+
+    assert main(["metrics-token"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    token = out[-1]
+    assert f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"' in "\n".join(out)
