@@ -18,8 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatspark.config import DEFAULT_PATH, MetricsConfig
-from tests.conftest import InProcessServer, free_port, make_config
+from tests.conftest import InProcessServer, RunningServer, free_port, make_config
 from tests.fake_openai import error, reply
+from tests.test_webhooks import app, http, new_agent, receiver, register, start_app, wait_for_deliveries  # noqa: F401  (fixtures)
 
 TOKEN = "csm_test-metrics-token-0123456789"
 DIGEST = hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -175,6 +176,102 @@ def test_labels_hold_route_templates_never_ids_or_keys(metered, scrape):  # type
     # Bounded: every label set of every series comes from fixed lists (routes, methods, statuses,
     # models, codes, outcomes): well under a thousand series whatever the traffic.
     assert len(all_samples) < 2000
+
+
+def test_training_jobs_and_store_failures_are_counted(metered, scrape, unreachable_redis_url):  # type: ignore[no-untyped-def]
+    before = scrape()
+    with metered.client(metered.key()) as http:
+        made = http.post("/api/v1/agents", json={"name": "metrics-kb", "model": "local"})
+        agent = f"/api/v1/agents/{made.json()['agent']['id']}"
+        text = "The Hub 3000 carries a five year warranty. " * 20
+        created = http.post(f"{agent}/training", json={"source": "metrics-kb", "type": "text", "data": text})
+        assert created.status_code in (200, 201, 202), created.text
+        training_id = created.json()["source"]["id"]
+        deadline = time.monotonic() + 60
+        while http.get(f"{agent}/training/{training_id}").json()["source"]["status"] != "completed":
+            assert time.monotonic() < deadline, "the source was not indexed in 60 s"
+            time.sleep(0.1)
+    time.sleep(0.2)  # the worker counts the job right after marking it completed
+    middle = scrape()
+    # At least ours (the configured help-center seed may complete meanwhile too).
+    assert value(middle, "chatspark_training_jobs_total", outcome="completed") - value(
+        before, "chatspark_training_jobs_total", outcome="completed") >= 1
+    assert value(middle, "chatspark_training_job_duration_seconds_count") > value(
+        before, "chatspark_training_job_duration_seconds_count")
+
+    # A round trip to a Redis that is not there: counted by error class, then answered as a 503.
+    from chatspark.store.config import StoreConfig
+    from chatspark.store.connection import connect
+    from chatspark.store.errors import StoreUnavailable
+
+    async def ping_nothing() -> None:
+        connection = connect(StoreConfig(url=unreachable_redis_url, connect_timeout_seconds=0.5))
+        try:
+            with pytest.raises(StoreUnavailable):
+                await connection.ping()
+        finally:
+            await connection.aclose()
+
+    import asyncio
+
+    asyncio.run(ping_nothing())
+    after = scrape()
+    assert value(after, "chatspark_store_errors_total") - value(middle, "chatspark_store_errors_total") == 1
+    assert value(after, "chatspark_store_errors_total", error="ConnectionError") == value(
+        middle, "chatspark_store_errors_total", error="ConnectionError") + 1
+
+
+def test_open_streams_count_a_stream_while_it_runs(redis_url, key_prefix, fake_openai, provider_key):  # type: ignore[no-untyped-def]
+    config = make_config(redis_url, key_prefix, fake_openai.base_url)
+    models = {name: msgspec.structs.replace(model, backend="openai") if model.backend == "litellm" else model
+              for name, model in config.models.items()}
+    live = RunningServer(msgspec.structs.replace(config, models=models, metrics=MetricsConfig(token_sha256=DIGEST)))
+    live.start()
+    try:
+        def open_streams() -> float:
+            scraped = httpx.get(f"{live.base_url}/metrics", headers={"authorization": f"Bearer {TOKEN}"}, timeout=10)
+            return value(samples(scraped.text), "chatspark_open_streams")
+
+        idle = open_streams()
+        fake_openai.enqueue(reply("slow words come one by one", gap=0.3))
+        with live.client(live.key()) as http, http.stream(
+            "POST", "/api/v1/agents/2/chat", json={"message": "Go slowly", "stream": True}
+        ) as streaming:
+            lines = streaming.iter_lines()
+            while not next(lines).startswith("data: {"):
+                pass
+            assert open_streams() == idle + 1
+            for _ in lines:
+                pass
+        deadline = time.monotonic() + 5
+        while open_streams() != idle:
+            assert time.monotonic() < deadline, "the finished stream is still counted"
+            time.sleep(0.05)
+    finally:
+        live.stop()
+
+
+def test_webhook_deliveries_are_counted_by_outcome_with_their_lag(http, receiver):  # type: ignore[no-untyped-def]
+    """The webhook suite's app and receiver; this process's registry read directly (the app runs here)."""
+    from chatspark import metrics
+
+    def now() -> Samples:
+        return samples(metrics.render()[0].decode())
+
+    before = now()
+    agent = new_agent(http)
+    webhook, _ = register(http, receiver.plan("/metered", 500, 200), ["agent.updated"])
+    assert http.patch(f"/api/v1/agents/{agent}", json={"botName": "Counted"}).status_code == 200
+    wait_for_deliveries(http, webhook["id"], ["delivered"])
+    after = now()
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("chatspark_webhook_deliveries_total", outcome="retry") == 1
+    assert delta("chatspark_webhook_deliveries_total", outcome="ok") == 1
+    assert delta("chatspark_webhook_delivery_lag_seconds_count") == 2
+    assert 0 <= delta("chatspark_webhook_delivery_lag_seconds_sum") < 10
 
 
 def _routes(server: InProcessServer) -> list[Any]:
