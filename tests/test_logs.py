@@ -171,7 +171,7 @@ def test_text_is_the_default_with_the_facts_appended(serve):  # type: ignore[no-
         http.post("/api/v1/agents/1/chat", json={"message": SECRET_MESSAGE}, headers={"x-request-id": "text-1"})
     served.process.send_signal(signal.SIGTERM)
     served.process.wait(timeout=30)
-    access = [line for line in served.log_path.read_text().splitlines() if "[text-1]" in line]
+    access = [line for line in served.log_path.read_text().splitlines() if "chatspark.access [text-1]" in line]
     assert len(access) == 1
     assert "POST /api/v1/agents/1/chat 200" in access[0]
     assert "route=/api/v1/agents/{agent_id}/chat" in access[0] and "agent=1 model=local" in access[0]

@@ -17,6 +17,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import chatspark.knowledge.extract  # noqa: F401  (trafilatura's import warns once; at collection, not mid-test under -W error)
 from chatspark.config import DEFAULT_PATH, MetricsConfig
 from tests.conftest import InProcessServer, RunningServer, free_port, make_config
 from tests.fake_openai import error, reply
