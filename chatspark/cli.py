@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import hashlib
 import logging
+import os
 import re
+import secrets
+import shutil
 import socket
 import sys
+import tempfile
 from datetime import UTC, datetime
 
 import msgspec
@@ -30,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chatspark: {exc}", file=sys.stderr)
         return 2
-    logs.configure(config.server.log_level)
+    if getattr(args, "log_format", None):
+        config = msgspec.structs.replace(config, server=msgspec.structs.replace(config.server, log_format=args.log_format))
+    logs.configure(config.server.log_level, config.server.log_format)
     try:
         return args.run(args, config)
     except (ValueError, StoreUnavailable) as exc:
@@ -48,11 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port of the config, 8000)")
     serve.add_argument("--workers", type=_positive, help="processes (default: server.workers, 1)")
     serve.add_argument(
+        "--log-format", choices=("text", "json"), help="text lines, or one JSON object per line (default: server.log_format)"
+    )
+    serve.add_argument(
         "--dev",
         action="store_true",
         help="laptop mode: print a test key at start; without Redis, use the embedded store (1 worker)",
     )
     serve.set_defaults(run=_serve)
+
+    token = commands.add_parser(
+        "metrics-token", help="make a bearer token for GET /metrics; prints it and the [metrics] line to configure"
+    )
+    token.set_defaults(run=_metrics_token)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
     create = keys.add_parser("create", help="create a key; prints it once, as the last line")
@@ -106,6 +121,8 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         # default would believe them from any loopback peer.
         "proxy_headers": False,
     }
+    if server.log_format == "json":
+        options["log_config"] = None  # uvicorn's lines go through our JSON handler (logs.configure)
     if args.dev and server.workers > 1:
         print("chatspark: --dev runs one worker (the embedded store lives in one process)", file=sys.stderr)
     if args.dev or server.workers == 1:
@@ -114,16 +131,55 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         # Each worker is a fresh (spawned) process building the app from the same configuration.
         app = "chatspark.web:app_from_environment"
         options |= {"factory": True, "workers": server.workers}
+        # The spawned workers read their configuration from the environment: this file, this log
+        # format, and one folder where each writes its metrics (any of them answers a scrape with all).
+        os.environ["CHATSPARK_CONFIG"] = config.source
+        os.environ["CHATSPARK_LOG_FORMAT"] = server.log_format
+    if config.metrics.port and config.metrics.port == server.port:
+        raise ValueError(f"[metrics] port {config.metrics.port} is the API's port: pick another")
     # Bound here, before the app starts: a busy port fails at once with a clear message, before a
     # dev key is printed (uvicorn binds only after the app's startup, seconds later).
-    listener = _listening_socket(server.host, server.port, server.socket_send_buffer)
+    listeners = [_listening_socket(server.host, server.port, server.socket_send_buffer)]
+    if config.metrics.port:  # served by the same workers; RequestContext answers only /metrics there
+        listeners.append(_listening_socket(config.metrics.host, config.metrics.port, 0))
     settings = uvicorn.Config(app, **options)
     if settings.workers > 1:
-        Multiprocess(settings, sockets=[listener]).run()
+        metrics_dir = _metrics_folder()
+        try:
+            Multiprocess(settings, sockets=listeners).run()
+        finally:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
     running = uvicorn.Server(settings)
-    running.run(sockets=[listener])
+    running.run(sockets=listeners)
     return 0 if running.started else 3  # 3: the app failed to start, as uvicorn.run says it
+
+
+def _metrics_folder() -> str | None:
+    """$PROMETHEUS_MULTIPROC_DIR emptied (values of an earlier run would add up), else a new folder
+    removed at exit (returned)."""
+    from chatspark.metrics import MULTIPROC_DIR
+
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+        return None
+    made = tempfile.mkdtemp(prefix="chatspark-metrics-")
+    os.environ[MULTIPROC_DIR] = made
+    return made
+
+
+def _metrics_token(args: argparse.Namespace, config: Config) -> int:
+    token = "csm_" + secrets.token_urlsafe(32)
+    print("Configure the hash (config.toml, or CHATSPARK_METRICS_TOKEN_SHA256 in the environment):")
+    print(f'  [metrics]\n  token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"')
+    print("Give the scraper this token (Authorization: Bearer <token>); it is not shown again:")
+    print(token)
+    return 0
 
 
 def _listening_socket(host: str, port: int, send_buffer: int) -> socket.socket:

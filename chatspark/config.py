@@ -36,6 +36,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # After SIGTERM: new requests get 503 while running ones get up to this long to finish.
     drain_seconds: Annotated[float, Meta(ge=0)] = 30.0
     log_level: str = "info"
+    # "text" (a line for people) or "json" (one object per line for a log pipeline); `serve
+    # --log-format` and CHATSPARK_LOG_FORMAT override it.
+    log_format: Literal["text", "json"] = "text"
     # SO_SNDBUF of every client connection, in bytes (Linux doubles it). 0 leaves it to the kernel,
     # which grows the buffer of a client that stops reading to megabytes (net.ipv4.tcp_wmem); with a
     # small one, such a client holds up its own stream (and its model call) after kilobytes.
@@ -139,6 +142,19 @@ class WebhooksConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     expired_sweep_seconds: Seconds = 10.0
 
 
+class MetricsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """GET /metrics (Prometheus). Off unless a token is configured or a metrics port is set."""
+
+    # The SHA-256 (hex) of the bearer token a scraper sends (`chatspark metrics-token` makes one).
+    # Set: /metrics answers that token on the API port. Empty: /metrics is not on the API port.
+    # CHATSPARK_METRICS_TOKEN_SHA256 overrides it.
+    token_sha256: Annotated[str, Meta(pattern="^([0-9a-f]{64})?$")] = ""
+    # A port of its own that serves /metrics only (`chatspark serve`; 0: none). It needs no token
+    # unless one is set: bind it where only the scraper reaches (`host`).
+    port: Annotated[int, Meta(ge=0, le=65535)] = 0
+    host: str = "127.0.0.1"
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
@@ -146,6 +162,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
     widget: WidgetConfig = msgspec.field(default_factory=WidgetConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     models: dict[str, ModelSettings] = {}
     embedders: dict[str, EmbedderSettings] = msgspec.field(
         default_factory=lambda: {"offline": EmbedderSettings(name="offline")}
@@ -183,7 +200,16 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
 
 
 def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -> Config:
-    store, server = config.store, config.server
+    store, server, metrics = config.store, config.server, config.metrics
+    if env.get("CHATSPARK_LOG_FORMAT"):
+        if env["CHATSPARK_LOG_FORMAT"] not in ("text", "json"):
+            raise ConfigError("CHATSPARK_LOG_FORMAT must be text or json")
+        server = msgspec.structs.replace(server, log_format=env["CHATSPARK_LOG_FORMAT"])
+    if env.get("CHATSPARK_METRICS_TOKEN_SHA256"):
+        digest = env["CHATSPARK_METRICS_TOKEN_SHA256"].strip().lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError("CHATSPARK_METRICS_TOKEN_SHA256 must be a SHA-256 in hex (64 characters)")
+        metrics = msgspec.structs.replace(metrics, token_sha256=digest)
     if env.get("REDIS_URL"):
         store = msgspec.structs.replace(store, url=env["REDIS_URL"])
     if env.get("CHATSPARK_REDIS_PREFIX"):
@@ -208,7 +234,7 @@ def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -
             server = msgspec.structs.replace(server, **{field: seconds})
         else:
             store = msgspec.structs.replace(store, **{field: seconds})
-    return msgspec.structs.replace(config, store=store, server=server)
+    return msgspec.structs.replace(config, store=store, server=server, metrics=metrics)
 
 
 def _check(config: Config) -> None:
@@ -216,6 +242,8 @@ def _check(config: Config) -> None:
         raise ConfigError("[store] wait_replicas must be 0 (no waiting) or more")
     if config.store.wait_replicas and config.store.cluster:
         raise ConfigError("[store] wait_replicas is not supported with cluster = true yet (use Sentinel, or 0)")
+    if config.metrics.port and config.metrics.port == config.server.port:
+        raise ConfigError(f"[metrics] port {config.metrics.port} is the API's port: pick another, or 0 for none")
     seen: set[int] = set()
     for agent in config.agents:
         if agent.id in seen:

@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from chatspark import metrics
 from chatspark.clock import now_ms
 from chatspark.config import KnowledgeConfig
 from chatspark.embeddings import EmbedderRouter
@@ -89,9 +90,11 @@ class Ingestion:
     async def _run(self, job: Job) -> None:
         knowledge = self.store.knowledge
         finished = True
+        started = time.monotonic()
         try:
             if job.deliveries > MAX_DELIVERIES:
                 await knowledge.fail(job, "Indexing this source failed repeatedly.", now_ms())
+                metrics.TRAINING_JOBS.labels("failed").inc()
                 return
             if not await self._started(job):
                 return
@@ -103,17 +106,21 @@ class Ingestion:
                 count, title = await self._index(job, documents)
             except IngestionFailed as failure:
                 await knowledge.fail(job, str(failure), now_ms())
+                metrics.TRAINING_JOBS.labels("failed").inc()
                 log.info("training source %d of agent %d failed: %s", job.training_id, job.agent_id, failure)
                 return
             if await knowledge.complete(job, title, count, now_ms()):
+                metrics.training_completed(started)
                 log.info("training source %d of agent %d: %d chunks", job.training_id, job.agent_id, count)
         except StoreUnavailable:
             finished = False  # left unacknowledged: taken over (here or elsewhere) once idle
+            metrics.TRAINING_JOBS.labels("paused").inc()
             log.warning("ingestion job %s paused: the store is unreachable", job.entry)
         except Exception:
             log.exception("ingestion job %s failed", job.entry)
             try:
                 await knowledge.fail(job, "Indexing this source failed on our side.", now_ms())
+                metrics.TRAINING_JOBS.labels("failed").inc()
             except StoreUnavailable:
                 finished = False
         finally:

@@ -12,6 +12,7 @@ import msgspec
 
 from backends import import_backend, load_backend
 from backends.base import Backend, BackendError, Completion, Delta, ModelCall, ModelSettings
+from chatspark import metrics
 
 log = logging.getLogger("chatspark.models")
 
@@ -69,7 +70,10 @@ class ModelRouter:
         chain = self.chain(call.model.name)
         for position, model in enumerate(chain):
             try:
-                completion = await (await self.backend(model.backend)).complete(msgspec.structs.replace(call, model=model))
+                backend = await self.backend(model.backend)
+                with metrics.upstream_call(model.name):
+                    completion = await backend.complete(msgspec.structs.replace(call, model=model))
+                metrics.answered(model.name, completion.usage.prompt_tokens, completion.usage.completion_tokens)
                 return completion, model
             except BackendError as exc:
                 if not exc.retryable or position == len(chain) - 1:
@@ -102,10 +106,15 @@ class FallbackStream:
             started = False
             stream = (await self._router.backend(model.backend)).stream(msgspec.structs.replace(self._call, model=model))
             try:
-                async with aclosing(stream) as deltas:  # type: ignore[type-var]
-                    async for delta in deltas:
-                        started = True
-                        yield delta
+                with metrics.upstream_call(model.name):
+                    async with aclosing(stream) as deltas:  # type: ignore[type-var]
+                        async for delta in deltas:
+                            if delta.text:
+                                metrics.first_token(model.name)  # only the first counts
+                            if delta.usage is not None:
+                                metrics.answered(model.name, delta.usage.prompt_tokens, delta.usage.completion_tokens)
+                            started = True
+                            yield delta
                 return
             except BackendError as exc:
                 if started or not exc.retryable or position == len(chain) - 1:

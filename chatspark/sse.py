@@ -14,6 +14,8 @@ from contextlib import aclosing
 import anyio
 from starlette.types import Receive, Scope, Send
 
+from chatspark import metrics
+
 log = logging.getLogger("chatspark.sse")
 
 # A comment line alone, without the blank line that ends an event: the spec ignores both forms,
@@ -48,7 +50,8 @@ class EventStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._respond(receive, send)
+            with metrics.OPEN_STREAMS.track_inprogress():
+                await self._respond(receive, send)
         finally:
             if self.on_close is not None:
                 with anyio.CancelScope(shield=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from chatspark.api import webhooks as webhooks_api
 from chatspark.api.chat import chat
 from chatspark.api.errors import HANDLERS
 from chatspark.api.health import health
+from chatspark.api.metrics import MetricsEndpoint
 from chatspark.api.openapi import openapi
 from chatspark.api import openai_compat
 from chatspark.apikeys import hash_key, mint_key
@@ -47,7 +49,7 @@ from chatspark.models import ModelRouter
 from chatspark.pagination import Cursors
 from chatspark.request_context import RequestContext
 from chatspark.services import Services
-from chatspark import errors
+from chatspark import errors, metrics
 from chatspark.store import Store, open_store, safe_url
 from chatspark.store.errors import StoreUnavailable
 from chatspark.training import Training
@@ -127,6 +129,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
         await models.aclose()
         await embedders.aclose()
         await store.aclose()
+        metrics.process_exited(os.getpid())  # with --workers N: this worker's open streams leave the sums
 
     app = Starlette(
         routes=[
@@ -180,7 +183,7 @@ def create_app(config: Config, *, fall_back_to_memory: bool = False, dev_key: bo
         # are ignored. `serve` switches uvicorn's own copy off (it trusts every loopback peer).
         inner = ProxyHeadersMiddleware(app, trusted_hosts=config.server.trusted_proxies)  # type: ignore[arg-type]
     drain = Drain(inner, config.server.drain_seconds)
-    return RequestContext(drain)
+    return RequestContext(drain, MetricsEndpoint(config.metrics))
 
 
 async def _seed_knowledge(training: Training, config: Config) -> None:
@@ -260,7 +263,7 @@ def app_from_environment() -> ASGIApp:
     from chatspark.config import load_config
 
     config = load_config()
-    logs.configure(config.server.log_level)
+    logs.configure(config.server.log_level, config.server.log_format)
     # RequestContext writes the one access line per request (with its request id); under plain
     # `uvicorn app:app` uvicorn's own access log would repeat every request.
     logging.getLogger("uvicorn.access").disabled = True

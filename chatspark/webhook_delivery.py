@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from chatspark import metrics
 from chatspark.clock import now_ms
 from chatspark.config import WebhooksConfig
 from chatspark.store import Store
@@ -245,6 +246,7 @@ class WebhookDelivery:
                 await webhooks.record(queued, hook.id, "defer", next_attempt=now_ms() + DEFER_MS, now=now_ms(),
                                       deactivate_after=self.config.deactivate_after)
                 return
+            metrics.WEBHOOK_LAG.observe(max(0, now_ms() - (delivery.next_attempt or delivery.created)) / 1000)
             self._busy[hook.id] = self._busy.get(hook.id, 0) + 1
             try:
                 status = await self._post(hook, delivery)
@@ -272,6 +274,7 @@ class WebhookDelivery:
             outcome, next_attempt = "retry", now + int(delay * 1000)
         else:
             outcome, next_attempt = "failed", None
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
         result = await self.store.webhooks.record(
             queued, hook.id, outcome, status_code=status, next_attempt=next_attempt, now=now,  # type: ignore[arg-type]
             deactivate_after=self.config.deactivate_after,

@@ -8,6 +8,7 @@ from contextlib import aclosing
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chatspark import metrics
 from chatspark.api.http import agent_id, idempotency_key, json_body, json_response, principal, services
 from chatspark.apikeys import Principal
 from chatspark.idempotent_turns import Claim
@@ -59,6 +60,7 @@ async def _idempotent(
 ) -> Response | EventStream:
     """Runs the claimed turn (if this request claimed it first), then follows its journal."""
     turns = svc.idempotent_turns
+    metrics.idempotent(claim.state)
     if claim.state == "new":
         try:
             turn = await svc.turns.prepare(agent, body, caller, new_id=new_id)

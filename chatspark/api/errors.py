@@ -9,13 +9,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from chatspark import errors
+from chatspark import errors, metrics
 
 log = logging.getLogger("chatspark")
 
 
 def error_response(error: errors.ApiError, headers: Mapping[str, str] | None = None) -> Response:
     """The envelope: the error's status, its own headers and any `headers`."""
+    metrics.HTTP_ERRORS.labels(error.code).inc()
     return Response(
         error.to_json(), status_code=error.status, headers={**error.headers, **(headers or {})},
         media_type="application/json",

@@ -7,6 +7,7 @@ Only this package imports redis; only this module touches a client.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -15,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from chatspark import metrics
 from chatspark.store.config import StoreConfig
 from chatspark.store.errors import NotReplicated, StoreUnavailable
 from chatspark.store.scripts import Script
@@ -45,11 +47,12 @@ class Connection:
         self._wait = None if embedded or config.wait_replicas <= 0 else (
             config.wait_replicas, max(1, int(config.wait_timeout_seconds * 1000)))
 
-    async def run(self, command: Callable[[Client], Awaitable[T]]) -> T:
-        """One command (or any awaitable built from the client). With `wait_replicas`, a single
-        command is sent with its WAIT on one connection (a pipeline of two)."""
+    async def run(self, command: Callable[[Client], Awaitable[T]], *, blocking: bool = False) -> T:
+        """One command (or any awaitable built from the client). `blocking`: a read that waits for
+        data (XREAD BLOCK), left out of the latency metric. With `wait_replicas`, a single command is
+        sent with its WAIT on one connection (a pipeline of two)."""
         if self._wait is None:
-            return await self._call(command)
+            return await self._call(command, blocking=blocking)
 
         async def durable(client: Client) -> Any:
             pipe = client.pipeline(transaction=False)
@@ -59,16 +62,22 @@ class Connection:
                 return await command(client)
             return (await self._execute_durably(pipe))[0]
 
-        return await self._call(durable)
+        return await self._call(durable, blocking=blocking)
 
-    async def _call(self, command: Callable[[Client], Awaitable[T]]) -> T:
+    async def _call(self, command: Callable[[Client], Awaitable[T]], *, blocking: bool = False) -> T:
+        started = time.perf_counter()
         try:
-            return await command(self._client)
-        except NotReplicated:
+            result = await command(self._client)
+        except NotReplicated as exc:
+            metrics.stored(started, exc)
             raise
         except (RedisError, RedisClusterException, OSError) as exc:
+            metrics.stored(started, exc)
             log.warning("store call failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable() from exc
+        if not blocking:
+            metrics.stored(started)
+        return result
 
     async def _execute_durably(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
         """Executes `pipe` with a WAIT after its commands; their replies, or NotReplicated."""

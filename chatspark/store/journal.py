@@ -51,7 +51,8 @@ class TurnJournal:
     async def read(self, digest: str, after: str, block_ms: int | None) -> list[JournalEntry]:
         """Frames after stream position `after`, waiting up to `block_ms` for the first (None: no wait)."""
         _, events, _ = self.layout.idempotent_turn(digest)
-        reply: Any = await self.redis.run(lambda r: r.xread({events: after}, count=256, block=block_ms))
+        reply: Any = await self.redis.run(lambda r: r.xread({events: after}, count=256, block=block_ms),
+                                          blocking=block_ms is not None)
         if not reply:
             return []
         entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]

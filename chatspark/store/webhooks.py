@@ -238,7 +238,7 @@ class WebhookStore:
         deleted, so it cannot hold up the events behind it."""
         if block_ms is not None:
             [outbox] = outboxes
-            read = await self.redis.run(lambda r: r.xread({outbox: "0-0"}, count=count, block=block_ms))
+            read = await self.redis.run(lambda r: r.xread({outbox: "0-0"}, count=count, block=block_ms), blocking=True)
             replies = [read[0][1] if read else []]
         else:
             replies = await self.redis.pipeline(lambda p: [p.xrange(o, "-", "+", count=count) for o in outboxes])

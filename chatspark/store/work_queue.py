@@ -32,7 +32,7 @@ class WorkQueue:
                 await self._create(r)
                 return []
 
-        reply = await self.redis.run(read)
+        reply = await self.redis.run(read, blocking=True)
         entries = reply[0][1] if isinstance(reply, list) and reply else (next(iter(reply.values()))[0] if reply else [])
         return [(entry, fields) for entry, fields in entries if fields]
 

@@ -1,0 +1,178 @@
+"""Structured logs: `--log-format json` (and CHATSPARK_LOG_FORMAT, as `uvicorn app:app` reads it)
+writes one JSON object per line, one access line per request with its facts, never a key and no
+message text."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chatspark.config import DEFAULT_PATH, Config
+from tests.conftest import AppServer, free_port, make_config
+from tests.fake_openai import reply
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+SECRET_MESSAGE = "my purple elephant 7731 password"
+
+
+class Served(AppServer):
+    """A `chatspark serve` or `uvicorn app:app` process on the shipped config (direct OpenAI backend)."""
+
+    def __init__(self, config: Config, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.config = config
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *command, "--port", str(self.port)], env={**os.environ, **env},
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, log_path.read_text()[-2000:]
+            try:
+                if httpx.get(f"{self.base_url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not become ready")
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **options)
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stops the process (SIGTERM, so it flushes) and returns its log, every line parsed as JSON."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in lines]  # a line that is not JSON fails here
+
+
+@pytest.fixture
+def serve(redis_url: str, key_prefix: str, tmp_path: Path, fake_openai: Any) -> Iterator[Any]:
+    started: list[Served] = []
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(DEFAULT_PATH.read_text().replace('backend = "litellm"', 'backend = "openai"'))
+    env = {
+        "CHATSPARK_CONFIG": str(config_file), "REDIS_URL": redis_url, "CHATSPARK_REDIS_PREFIX": key_prefix,
+        "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "CHATSPARK_DRAIN_SECONDS": "0",
+    }
+
+    def start(command: list[str], **extra_env: str) -> Served:
+        served = Served(make_config(redis_url, key_prefix), command, {**env, **extra_env},
+                        tmp_path / f"server-{len(started)}.log")
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        if served.process.poll() is None:
+            served.process.kill()
+            served.process.wait()
+        served._log.close()
+
+
+def access_line(lines: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
+    found = [line for line in lines if line["logger"] == "chatspark.access" and line["request_id"] == request_id]
+    assert len(found) == 1, f"one access line per request, got {found}"
+    return found[0]
+
+
+def test_json_logs_carry_each_requests_facts_and_no_key_or_message_text(serve, fake_openai):  # type: ignore[no-untyped-def]
+    served = serve(["chatspark.cli", "serve", "--log-format", "json"])
+    key = served.key()
+    with served.client(key) as http:
+        answer = http.post("/api/v1/agents/2/chat", json={"message": SECRET_MESSAGE},
+                           headers={"x-request-id": "log-json-1", "traceparent": TRACEPARENT})
+        assert answer.status_code == 200
+        fake_openai.enqueue(reply("one two three", gap=0.05))
+        body = {"message": SECRET_MESSAGE + " again", "stream": True}
+        streamed = http.post("/api/v1/agents/2/chat", json=body,
+                             headers={"x-request-id": "log-json-2", "idempotency-key": "log-idem-1"})
+        replayed = http.post("/api/v1/agents/2/chat", json=body,
+                             headers={"x-request-id": "log-json-3", "idempotency-key": "log-idem-1"})
+        assert streamed.status_code == replayed.status_code == 200
+        assert replayed.headers["idempotent-replayed"] == "true"
+        bad_trace = http.get("/api/v1/agents", headers={"x-request-id": "log-json-4", "traceparent": b"00-\xe2\x80\xa8 forged"})
+        assert bad_trace.status_code == 200
+        unknown = http.get("/api/v1/agents/2/nothing-here", headers={"x-request-id": "log-json-5"})
+        assert unknown.status_code == 404
+        fake_openai.enqueue(reply("a b c d e f g h i j", gap=1.0))
+        with http.stream("POST", "/api/v1/agents/2/chat", json={"message": "Leave early", "stream": True},
+                         headers={"x-request-id": "log-json-6"}) as leaving:
+            next(leaving.iter_lines())  # the first ping; then the client hangs up mid-answer
+    time.sleep(1)  # the server notices the disconnect and writes the line
+    lines = served.stop()
+    raw = served.log_path.read_text()
+
+    assert key not in raw and key[8:20] not in raw
+    assert "purple elephant" not in raw  # neither the question nor the echoed answer
+    assert answer.json()["text"] not in raw
+
+    first = access_line(lines, "log-json-1")
+    assert first["route"] == "/api/v1/agents/{agent_id}/chat"
+    assert first["path"] == "/api/v1/agents/2/chat"
+    assert first["method"] == "POST" and first["status"] == 200 and first["level"] == "info"
+    assert first["agent"] == 2 and first["model"] == answer.json()["model"]
+    assert first["prompt_tokens"] == answer.json()["usage"]["promptTokens"]
+    assert first["completion_tokens"] == answer.json()["usage"]["completionTokens"]
+    assert first["latency_ms"] > 0 and first["traceparent"] == TRACEPARENT
+    assert "ttft_ms" not in first and "idempotent" not in first and "client_disconnected" not in first
+
+    stream = access_line(lines, "log-json-2")
+    assert stream["idempotent"] is True and "replayed" not in stream
+    assert 0 < stream["ttft_ms"] < stream["latency_ms"]
+    assert stream["completion_tokens"] == 3
+    replay = access_line(lines, "log-json-3")
+    assert replay["idempotent"] is True and replay["replayed"] is True
+
+    assert "traceparent" not in access_line(lines, "log-json-4")
+    assert access_line(lines, "log-json-5")["route"] == "unmatched"
+    left = access_line(lines, "log-json-6")
+    assert left["client_disconnected"] is True
+    assert left["latency_ms"] < 5000  # the ten-second answer was cut off, not waited for
+    # The process's own lines (uvicorn's start and stop, our ready line) are JSON objects too.
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    assert any(line["msg"].startswith("ready:") for line in lines)
+
+
+def test_uvicorn_app_reads_the_log_format_from_the_environment(serve):  # type: ignore[no-untyped-def]
+    served = serve(["uvicorn", "app:app"], CHATSPARK_LOG_FORMAT="json")
+    with served.client() as http:
+        assert http.get("/api/v1/health", headers={"x-request-id": "uvicorn-json-1"}).status_code == 200
+    lines = served.stop()
+    health = access_line(lines, "uvicorn-json-1")
+    assert health["route"] == "/api/v1/health" and health["status"] == 200
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]  # ours is the one access line
+
+
+def test_text_is_the_default_with_the_facts_appended(serve):  # type: ignore[no-untyped-def]
+    served = serve(["chatspark.cli", "serve"])
+    with served.client(served.key()) as http:
+        http.post("/api/v1/agents/1/chat", json={"message": SECRET_MESSAGE}, headers={"x-request-id": "text-1"})
+    served.process.send_signal(signal.SIGTERM)
+    served.process.wait(timeout=30)
+    access = [line for line in served.log_path.read_text().splitlines() if "chatspark.access [text-1]" in line]
+    assert len(access) == 1
+    assert "POST /api/v1/agents/1/chat 200" in access[0]
+    assert "route=/api/v1/agents/{agent_id}/chat" in access[0] and "agent=1 model=local" in access[0]
+    assert "purple elephant" not in served.log_path.read_text()
