@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import redis
@@ -483,11 +483,11 @@ class ServiceProcess:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
-    def mint_key(self) -> str:
-        """A live key with every scope, a rate limit no test meets and no monthly cap, written the
-        way tests/conftest.py's RunningServer.put_key writes it."""
+    def mint_key(self, mode: Literal["live", "test"] = "live") -> str:
+        """A key (live unless said) with every scope, a rate limit no test meets and no monthly cap,
+        written the way tests/conftest.py's RunningServer.put_key writes it."""
         config = load_config(self.config_path, environ=self.env)
-        plain, record = mint_key("live", rate_limit=1_000_000, monthly_cap=0, name="faults")
+        plain, record = mint_key(mode, rate_limit=1_000_000, monthly_cap=0, name="faults")
 
         async def put() -> None:
             store = Store(connect(config.store), config.store)

@@ -16,10 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatspark.apikeys import mint_key
-from chatspark.config import load_config
-from chatspark.store import Store
-from chatspark.store.connection import connect
 from tests.faults import report
 from tests.faults.harness import PrivateRedis, ServiceProcess, write_config
 from tests.test_webhooks import Receiver
@@ -48,22 +44,6 @@ def webhook_config(workdir: Path) -> Path:
     return path
 
 
-def mint_test_key(config_path: Path, env: dict[str, str]) -> str:
-    """A test-mode key (plain-http receivers are for test keys), every scope, no cap."""
-    config = load_config(config_path, environ=env)
-    plain, record = mint_key("test", rate_limit=1_000_000, monthly_cap=0, name="webhook-faults")
-
-    async def put() -> None:
-        store = Store(connect(config.store), config.store)
-        try:
-            await store.keys.put(record)
-        finally:
-            await store.aclose()
-
-    asyncio.run(put())
-    return plain
-
-
 @pytest.mark.parametrize(
     ("seconds", "workers"),
     [pytest.param(6, 6, id="fast"), pytest.param(20, 12, id="full", marks=pytest.mark.faults)],
@@ -77,7 +57,7 @@ def test_webhook_events_survive_a_killed_replica_a_killed_redis_and_a_failing_re
     config = webhook_config(tmp_path)
     replicas = [ServiceProcess(config, redis.url, "http://127.0.0.1:9", tmp_path / f"r{n}.log") for n in range(2)]
     started = [r.wait_ready() for r in replicas]
-    key = mint_test_key(config, started[0].env)
+    key = started[0].mint_key("test")  # plain-http receivers are for test keys
     headers = {"authorization": f"Bearer {key}"}
     acked = Acknowledged()
     faults: dict[str, int] = {}
