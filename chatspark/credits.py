@@ -19,7 +19,7 @@ from chatspark import errors
 from chatspark.apikeys import Principal
 from chatspark.config import LimitsConfig
 from chatspark.store import Store
-from chatspark.store.credits import CreditAccount
+from chatspark.store.credits import Charge, CreditAccount
 from chatspark.store.errors import StoreUnavailable
 
 log = logging.getLogger("chatspark.credits")
@@ -32,6 +32,7 @@ class Hold(msgspec.Struct, frozen=True):
     account: CreditAccount
     month: str  # "2026-11" (UTC)
     token: str = msgspec.field(default_factory=lambda: secrets.token_hex(12))
+    cap: int = 0
 
 
 class Credits:
@@ -57,9 +58,27 @@ class Credits:
                 raise
             return None
         if not held:
-            whose = "This agent's widget's" if hold.account.kind == "widget" else "This key's"
-            raise errors.CreditsExhausted(f"{whose} {caller.monthly_cap} chat turns for {hold.month} (UTC) are used up.")
+            raise self.refused(msgspec.structs.replace(hold, cap=caller.monthly_cap))
         return hold
+
+    def plan(self, caller: Principal) -> Hold | None:
+        """The credit a turn of `caller` must hold (None: no cap), to be taken by `Store.open_turn`
+        in the turn's first round trip (see `request` and `refused`)."""
+        if caller.monthly_cap <= 0:
+            return None
+        return Hold(caller.credit_account, f"{datetime.now(UTC):%Y-%m}", cap=caller.monthly_cap)
+
+    def request(self, hold: Hold) -> tuple[CreditAccount, str, int, str, int]:
+        """What `Store.open_turn` needs to hold `hold`."""
+        return hold.account, hold.month, hold.cap, hold.token, int(self.limits.hold_seconds * 1000)
+
+    def refused(self, hold: Hold) -> errors.CreditsExhausted:
+        whose = "This agent's widget's" if hold.account.kind == "widget" else "This key's"
+        return errors.CreditsExhausted(f"{whose} {hold.cap} chat turns for {hold.month} (UTC) are used up.")
+
+    def charge_with_write(self, hold: Hold) -> Charge:
+        """The charge for the turn's write to carry (`ConversationStore.append`): once stored, spent."""
+        return Charge(hold.account, hold.month, hold.token, _usage_ttl(hold.month))
 
     async def charge(self, hold: Hold) -> None:
         """The turn was stored: its credit is spent."""

@@ -32,6 +32,7 @@ from chatspark.prompt import PromptWindow, build_prompt
 from chatspark.schemas import NON_SPACE, ChatRequest, ChatResponse, ContextReport, StreamDelta, StreamDone
 from chatspark.store import Store
 from chatspark.store.conversations import StoredTurn
+from chatspark.store.credits import Charge
 from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
 from chatspark.store.leases import Lease
 
@@ -57,11 +58,23 @@ class TurnResources:
         self._stack = AsyncExitStack()
         self._lease: Lease | None = None  # while held
         self._credit: Hold | None = None  # while held, not yet charged
+        self._charged_with_write = False  # the turn's write carried the charge
 
     async def hold_credit(self, caller: Principal) -> None:
-        self._credit = await self._credits.hold(caller)
-        if self._credit is not None:
+        """Holds a credit on its own round trip (a turn takes it with its lease: `took_credit`)."""
+        self.took_credit(await self._credits.hold(caller))
+
+    def took_credit(self, hold: Hold | None) -> None:
+        self._credit = hold
+        if hold is not None:
             self._stack.push_async_callback(self._release_credit)
+
+    def charge(self) -> Charge | None:
+        """The credit's charge, for the turn's write to carry (then `stored` has nothing to charge)."""
+        if self._credit is None:
+            return None
+        self._charged_with_write = True
+        return self._credits.charge_with_write(self._credit)
 
     def hold_lease(self, lease: Lease) -> None:
         self._lease = lease
@@ -78,7 +91,7 @@ class TurnResources:
             self._keeper.drop(self._lease)
             self._lease = None
         credit, self._credit = self._credit, None
-        if credit is not None:
+        if credit is not None and not self._charged_with_write:
             await self._credits.charge(credit)
 
     async def release(self) -> None:
@@ -156,9 +169,8 @@ class Turns:
         message = self._checked_message(request.message)
         resources = TurnResources(self.store, self.leases, self.credits)
         try:
-            await resources.hold_credit(principal)
             conversation_id, is_new, history, stored_turns, knowledge_version = await self._claim(
-                request.conversation_id, agent, resources, new_id
+                request.conversation_id, agent, resources, new_id, self.credits.plan(principal)
             )
             grounding = await self.retriever.ground(
                 agent.id, knowledge_version, message, agent.bot_no_answer, self.config.knowledge.max_knowledge_tokens
@@ -192,32 +204,50 @@ class Turns:
         )
 
     async def _claim(
-        self, requested: str | None, agent: Agent, resources: TurnResources, new_id: Callable[[], str]
+        self, requested: str | None, agent: Agent, resources: TurnResources, new_id: Callable[[], str],
+        credit: Hold | None = None,
     ) -> tuple[str, bool, list[StoredTurn], int, int]:
         """The conversation this turn continues (or a new one), its lease held in `resources` so no
-        other turn of it runs meanwhile, read in one round trip with the agent's knowledge version:
+        other turn of it runs meanwhile, read in one round trip with the agent's knowledge version
+        and the turn's monthly `credit` taken (raises CreditsExhausted when the cap is reached):
         (id, is new, recent turns, stored turn count, knowledge version)."""
+        request = None if credit is None else self.credits.request(credit)
         if requested is None:
             lease = Lease("conversation", new_id())
-            _, version = await self.store.open_turn(agent.id, lease)
+            _, version, held = await self.store.open_turn(agent.id, lease, credit=request)
             resources.hold_lease(lease)
+            self._took(resources, credit, held)
             return lease.name, True, [], 0, version
         if not CONVERSATION_ID.match(requested):
             raise not_found()
         lease = Lease("conversation", requested)
         try:
-            conversation, version = await self.store.open_turn(agent.id, lease, requested, agent.history_turns)
+            conversation, version, held = await self.store.open_turn(
+                agent.id, lease, requested, agent.history_turns, credit=request
+            )
         except LeaseTaken as busy:
             if busy.agent_id not in (None, agent.id):
                 raise not_found() from None
             raise errors.ConversationBusy(headers={"retry-after": "1"}) from None
         if conversation is None:
+            if credit is not None and held:
+                await self.credits.release(credit)
             raise not_found()
         resources.hold_lease(lease)
+        self._took(resources, credit, held)
         if conversation.agent_id != agent.id:
             raise not_found()
         stored_turns = min(conversation.turn_count, self.config.store.max_turns)
         return requested, False, conversation.recent_turns, stored_turns, version
+
+    def _took(self, resources: TurnResources, credit: Hold | None, held: bool) -> None:
+        """The credit `open_turn` took with the lease is the turn's to charge or give back; none
+        taken means the cap is reached (the lease, already in `resources`, is let go by `prepare`)."""
+        if credit is None:
+            return
+        if not held:
+            raise self.credits.refused(credit)
+        resources.took_credit(credit)
 
     async def complete(self, turn: PreparedTurn) -> ChatResponse:
         try:
@@ -299,6 +329,7 @@ class Turns:
             await self.store.conversations.append(
                 turn.conversation_id, turn.agent.id, stored, ttl_seconds=ttl, new=turn.is_new,
                 lease=turn.resources.lease, unanswered=text.strip() == turn.agent.bot_no_answer.strip(),
+                charge=turn.resources.charge(),
             )
         except LeaseTaken:
             raise errors.ConversationBusy(

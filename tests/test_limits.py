@@ -150,3 +150,44 @@ async def test_when_the_store_cannot_count_the_setting_decides(unreachable_redis
     finally:
         await store.aclose()
 
+
+
+@pytest.mark.anyio
+async def test_a_charge_sent_with_a_write_that_is_fenced_off_is_taken_back_and_a_resent_one_counts_once(redis_url, key_prefix) -> None:  # type: ignore[no-untyped-def]
+    """The charge rides the turn's write: if the write is refused (its lease taken by another turn)
+    the credit is not spent; resent with an accepted write (a retry), it is spent once."""
+    from chatspark.store.conversations import StoredTurn
+    from chatspark.store.credits import Charge, CreditAccount
+    from chatspark.store.errors import LeaseTaken
+    from chatspark.store.leases import Lease
+
+    config = StoreConfig(url=redis_url, prefix=f"{key_prefix}-charge")
+    store = Store(connect(config), config)
+    layout = Layout(config.prefix)
+    account, period = CreditAccount("key", secrets.token_hex(8)), month()
+    used, held = layout.credits(account.owner, period)
+    try:
+        async def turn(cid: str, lease: Lease) -> None:
+            token = secrets.token_hex(6)
+            assert await store.credits.hold(account, period, 10, token, 60_000)
+            now = int(datetime.now(UTC).timestamp() * 1000)
+            stored = StoredTurn(id="msg_" + secrets.token_hex(8), user_id="msg_u", query="q", response="r",
+                                model="m", created=now)
+            charge = Charge(account, period, token, 3600)
+            await store.conversations.append(cid, 9, stored, ttl_seconds=60, new=True, lease=lease, charge=charge)
+            again = await store.conversations.append(cid, 9, stored, ttl_seconds=60, new=True, lease=lease, charge=charge)
+            assert not again.stored  # the write retried: stored and charged once
+
+        fenced = secrets.token_urlsafe(24)
+        await store.redis.run(lambda r: r.set(layout.lease(fenced), "another-turn"))
+        with pytest.raises(LeaseTaken):
+            await turn(fenced, Lease("conversation", fenced))
+        assert int(await store.redis.run(lambda r: r.get(used)) or 0) == 0
+        cid = secrets.token_urlsafe(24)
+        lease = Lease("conversation", cid)
+        await store.redis.run(lambda r: r.set(layout.lease(cid), lease.token))
+        await turn(cid, lease)
+        assert int(await store.redis.run(lambda r: r.get(used))) == 1
+        assert await store.redis.run(lambda r: r.zcard(held)) == 0  # both holds became charges; the fenced one taken back
+    finally:
+        await store.aclose()

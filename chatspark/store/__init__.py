@@ -33,7 +33,7 @@ from chatspark.store.analytics import AnalyticsStore
 from chatspark.store.config import StoreConfig
 from chatspark.store.connection import MEMORY_URL, Connection, connect, safe_url
 from chatspark.store.conversations import Conversation, ConversationIndex, ConversationStore
-from chatspark.store.credits import CreditStore
+from chatspark.store.credits import CreditAccount, CreditStore
 from chatspark.store.errors import LeaseTaken, StoreUnavailable
 from chatspark.store.journal import TurnJournal
 from chatspark.store.keys import KeyStore
@@ -45,6 +45,9 @@ from chatspark.store.limits import RateStore
 from chatspark.store.webhooks import WebhookStore
 
 log = logging.getLogger("chatspark.store")
+
+# What holding a monthly credit takes: (account, month "2026-12", cap, token, hold ms).
+CreditHold = tuple[CreditAccount, str, int, str, int]
 
 
 class Store:
@@ -81,11 +84,19 @@ class Store:
         await self.redis.aclose()
 
     async def open_turn(
-        self, agent_id: int, lease: Lease, cid: str | None = None, recent: int = 0
-    ) -> tuple[Conversation | None, int]:
+        self, agent_id: int, lease: Lease, cid: str | None = None, recent: int = 0, credit: CreditHold | None = None,
+    ) -> tuple[Conversation | None, int, bool]:
         """What a turn reads before it runs, in one round trip: the conversation's lease (taken),
-        its metadata and last `recent` turns (none for a new one, `cid` None), and the agent's
-        knowledge version. Raises LeaseTaken."""
+        its metadata and last `recent` turns (none for a new one, `cid` None), the agent's
+        knowledge version and, with `credit`, a monthly credit held (False: the cap is reached;
+        the caller lets the lease go). Raises LeaseTaken (a credit held in the same trip is given
+        back first). In a Redis Cluster the credit's script is a call of its own, first."""
+        held = True
+        queue_credit = credit is not None and not self.redis.config.cluster
+        if credit is not None and not queue_credit:
+            held = await self.credits.hold(*credit)
+            if not held:
+                return None, 0, False
 
         def read(pipe: Any) -> None:
             if cid is None:
@@ -93,14 +104,24 @@ class Store:
             else:
                 self.conversations.queue_load(pipe, cid, recent, lease)
             self.knowledge.queue_version(pipe, agent_id)
+            if queue_credit:
+                self.credits.queue_hold(pipe, *credit)  # type: ignore[misc]
 
         replies = await self.redis.pipeline(read)
+        if queue_credit:
+            held, replies = replies[-1][0] == 1, replies[:-1]
         version = int(replies[-1] or 0)
-        if cid is None:
-            if not replies[0]:
-                raise LeaseTaken()
-            return None, version
-        return await self.conversations.parse_load(replies[:-1], cid, recent, lease), version
+        try:
+            if cid is None:
+                if not replies[0]:
+                    raise LeaseTaken()
+                return None, version, held
+            return await self.conversations.parse_load(replies[:-1], cid, recent, lease), version, held
+        except LeaseTaken:
+            if credit is not None and held:
+                account, month, _, token, _ = credit
+                await self.credits.release(account, month, token)
+            raise
 
     async def cursor_secret(self) -> bytes:
         """The deployment's cursor-signing key, made once by whichever replica asks first."""

@@ -16,6 +16,7 @@ import msgspec
 from chatspark.store.config import StoreConfig
 from chatspark.store import scripts
 from chatspark.store.connection import Connection, ScriptCall
+from chatspark.store.credits import Charge, charge_call, counters
 from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
 from chatspark.clock import iso, now_ms
 from chatspark.store.layout import Layout
@@ -194,11 +195,13 @@ class ConversationStore:
 
     async def append(
         self, cid: str, agent_id: int, turn: StoredTurn, *, ttl_seconds: int, new: bool, lease: Lease | None = None,
-        unanswered: bool = False,
+        unanswered: bool = False, charge: Charge | None = None,
     ) -> AppendResult:
         """Stores one complete turn, slides the conversation's TTL and gives up `lease`, in one round
         trip together with the agent's conversation index. Safe to retry (the turn id makes it a
         no-op). Raises LeaseTaken (fenced off: another turn took the lease) or ConversationGone.
+        `charge` (the turn's monthly credit) rides the same trip, as a script of the batch, and is
+        taken back when the turn turns out not to be stored.
 
         The index is written first: an entry whose conversation is not (yet) stored is skipped by
         listings and leaves the index when its expiry passes; a stored conversation missing from
@@ -223,13 +226,18 @@ class ConversationStore:
                       int(unanswered), turn.model, turn.prompt_tokens + turn.completion_tokens, latency_bucket(turn),
                       STATS_TTL_SECONDS, COUNTED_WINDOW_MS, agent_id]
         calls = [ScriptCall(scripts.INDEX_CONVERSATION, index_keys, index_args), ScriptCall(scripts.APPEND_TURN, keys, args)]
+        if charge is not None:  # the turn's credit, charged in the same trip (once: see CHARGE_CREDIT)
+            calls.append(charge_call(self.layout, charge))
+        charged = False
         for attempt in range(1, self.config.write_attempts + 1):
             try:
                 replies = await self.redis.scripts(calls)
+                if charge is not None and isinstance(replies[-1], int) and replies[-1] >= 0:
+                    charged = True  # (even if another script of this attempt failed)
                 failed = next((r for r in replies if isinstance(r, Exception)), None)
                 if failed is not None:
                     raise StoreUnavailable() from failed
-                ended, (status, count, created) = replies
+                ended, (status, count, created) = replies[:2]
                 break
             except StoreUnavailable as exc:
                 log.warning("turn write attempt %d failed: %s", attempt, exc.__cause__ or exc)
@@ -239,6 +247,9 @@ class ConversationStore:
             await self.webhooks.hint(index_outbox)
         if status == _STORED:
             await self.webhooks.hint(outbox)
+        if status not in (_STORED, _ALREADY_STORED) and charged:  # not stored after all: not spent
+            used, _ = counters(self.layout, charge.account, charge.month)  # type: ignore[union-attr]
+            await self.redis.run(lambda r: r.decr(used))
         if status == _LEASE_LOST:
             raise LeaseTaken(agent_id)
         if status not in (_STORED, _ALREADY_STORED):

@@ -175,9 +175,10 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, used}
 """)
 
-# Charges a completed turn: its hold becomes a used credit. KEYS: used, held. ARGV: token, ttl s.
+# Charges a completed turn: its hold becomes a used credit, once (a resent charge finds no hold and
+# returns -1; so does a hold that lapsed, after `hold_seconds`). KEYS: used, held. ARGV: token, ttl s.
 CHARGE_CREDIT = Script("charge_credit", """
-redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return -1 end
 local used = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return used
