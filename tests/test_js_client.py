@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -84,10 +85,50 @@ def test_the_js_client_passes_its_node_test_suite_against_a_live_server(node: st
     assert len(fake_openai.requests) == 5, output  # the resume did not run the turn again
 
 
+def test_the_readme_snippet_runs(node: str, live_server: Any, tmp_path: Path) -> None:
+    # As a user runs it: a project of their own with the package installed (here: linked) under its name.
+    readme = (JS_CLIENT / "README.md").read_text()
+    snippets = re.findall(r"```js\n(.*?)```", readme, re.S)
+    assert len(snippets) == 2  # the quick start, then the paging example (a fragment)
+    installed = tmp_path / "node_modules" / "@chatspark" / "client"
+    installed.parent.mkdir(parents=True)
+    installed.symlink_to(JS_CLIENT, target_is_directory=True)
+    script = tmp_path / "try.mjs"
+    script.write_text(snippets[0].replace("http://localhost:8000", live_server.base_url))
+    env = {"CHATSPARK_API_KEY": live_server.key(), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    result = subprocess.run([node, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "We are open Monday to Friday" in result.stdout and "We are closed on weekends" in result.stdout
+    assert "1 Support Bot" in result.stdout and "AgentNotFoundError AGENT_NOT_FOUND 404" in result.stdout
+
+
+def test_the_type_declarations_check_with_typescript(node: str) -> None:
+    """clients/js/test-types/usage.ts uses every method as a TypeScript user would, against the
+    hand-written index.d.ts, under `strict`; its `@ts-expect-error` lines must be errors. TypeScript
+    is the package's only devDependency (exact version in its package-lock.json), installed here
+    with `npm ci` when the lock file changed."""
+    npm = shutil.which("npm")
+    if npm is None:
+        message = "npm is needed to install TypeScript for the JavaScript client's type check"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    installed = JS_CLIENT / "node_modules" / ".package-lock.json"  # npm ci writes it last
+    lock = JS_CLIENT / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=JS_CLIENT, check=True,
+                       capture_output=True, timeout=300)
+    tsc = JS_CLIENT / "node_modules" / "typescript" / "bin" / "tsc"
+    result = subprocess.run([node, str(tsc), "-p", "test-types/tsconfig.json"], cwd=JS_CLIENT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_package_has_no_dependencies_and_declares_its_types() -> None:
     package = json.loads((JS_CLIENT / "package.json").read_text())
     assert package["type"] == "module"
     assert not package.get("dependencies") and not package.get("peerDependencies")
+    assert list(package.get("devDependencies", {})) == ["typescript"]  # the type check's, not installed with it
     assert package["exports"]["."] == {"types": "./index.d.ts", "default": "./src/index.js"}
     assert (JS_CLIENT / package["types"]).exists()
     source = (JS_CLIENT / "src" / "index.js").read_text()

@@ -97,7 +97,8 @@ export declare class ChatStream implements AsyncIterable<ChatEvent> {
   readonly idempotencyKey: string;
   [Symbol.asyncIterator](): AsyncGenerator<ChatEvent, void, undefined>;
   next(): Promise<IteratorResult<ChatEvent, void>>;
-  /** Hang up (the server stops the turn; nothing is stored). */
+  /** Hang up. The turn carries an Idempotency-Key, so the server runs it to its end and stores it
+   * (a retry with the same key replays it); only this reader stops. */
   abort(): Promise<void>;
   /** Reads the stream to its end: the done event with the whole `text`/`reply`. */
   finalResponse(): Promise<ChatDone & { text: string; reply: string }>;
