@@ -85,21 +85,31 @@ def test_the_js_client_passes_its_node_test_suite_against_a_live_server(node: st
     assert len(fake_openai.requests) == 5, output  # the resume did not run the turn again
 
 
-def test_the_readme_snippet_runs(node: str, live_server: Any, tmp_path: Path) -> None:
-    # As a user runs it: a project of their own with the package installed (here: linked) under its name.
-    readme = (JS_CLIENT / "README.md").read_text()
-    snippets = re.findall(r"```js\n(.*?)```", readme, re.S)
-    assert len(snippets) == 2  # the quick start, then the paging example (a fragment)
-    installed = tmp_path / "node_modules" / "@chatspark" / "client"
-    installed.parent.mkdir(parents=True)
-    installed.symlink_to(JS_CLIENT, target_is_directory=True)
-    script = tmp_path / "try.mjs"
-    script.write_text(snippets[0].replace("http://localhost:8000", live_server.base_url))
+def run_snippet(node: str, live_server: Any, snippet: str, folder: Path) -> str:
+    """The snippet as the READMEs say to run it: saved inside clients/js, where `@chatspark/client`
+    resolves to the package itself (here a copy of it in a temporary folder, the repository left alone)."""
+    package = folder / "js"
+    shutil.copytree(JS_CLIENT, package, ignore=shutil.ignore_patterns("node_modules", "test*"))
+    script = package / "try.mjs"
+    script.write_text(snippet.replace("http://localhost:8000", live_server.base_url))
     env = {"CHATSPARK_API_KEY": live_server.key(), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    result = subprocess.run([node, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    result = subprocess.run([node, str(script)], capture_output=True, text=True, env=env, cwd=folder, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "We are open Monday to Friday" in result.stdout and "We are closed on weekends" in result.stdout
-    assert "1 Support Bot" in result.stdout and "AgentNotFoundError AGENT_NOT_FOUND 404" in result.stdout
+    return result.stdout
+
+
+def test_the_readme_snippets_run(node: str, live_server: Any, tmp_path: Path) -> None:
+    snippets = re.findall(r"```js\n(.*?)```", (JS_CLIENT / "README.md").read_text(), re.S)
+    assert len(snippets) == 2  # the quick start, then the paging example (a fragment)
+    out = run_snippet(node, live_server, snippets[0], tmp_path / "client-readme")
+    assert "We are open Monday to Friday" in out and "We are closed on weekends" in out
+    assert "1 Support Bot" in out and "AgentNotFoundError AGENT_NOT_FOUND 404" in out
+
+    readme = (JS_CLIENT.parent.parent / "README.md").read_text()
+    section = readme.split("\n## JavaScript client\n", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```js\n(.*?)```", section, re.S)
+    out = run_snippet(node, live_server, snippet, tmp_path / "readme")
+    assert "We are open Monday to Friday" in out and "We are closed on weekends" in out
 
 
 def test_the_type_declarations_check_with_typescript(node: str) -> None:
