@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from chatspark.errors import ERROR_STATUS
-from tests.fake_openai import reply
+from tests.fake_openai import drop_mid_stream, error, reply
 from tests.test_python_client import STREAMED, DroppingProxy
 
 JS_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "js"
@@ -53,6 +53,9 @@ def test_the_js_client_passes_its_node_test_suite_against_a_live_server(node: st
         reply("one two three four five six", chunks=6, gap=0.3),  # the slow turn holding it (~1.8 s),
         reply("after you"),  # the turn retried until the slow one ended
         reply(STREAMED, chunks=8, gap=0.1),  # the stream cut by `unresumable`, not retried
+        error(500),  # a stream whose turn fails before its first delta (the client asks again),
+        reply("second time lucky"),
+        drop_mid_stream(after_chunks=2),  # one that fails after two deltas (StreamingError, not again)
     )
     resumed = DroppingProxy(live_server.port)
     unresumable = DroppingProxy(live_server.port)
@@ -82,7 +85,7 @@ def test_the_js_client_passes_its_node_test_suite_against_a_live_server(node: st
     # Each proxy cut its one stream; the resumed one saw the client come back once, the other did not.
     assert (resumed.cuts_left, resumed.connections) == (0, 2), output
     assert (unresumable.cuts_left, unresumable.connections) == (0, 1), output
-    assert len(fake_openai.requests) == 5, output  # the resume did not run the turn again
+    assert len(fake_openai.requests) == 8, output  # the resume did not run the turn again
 
 
 def run_snippet(node: str, live_server: Any, snippet: str, folder: Path) -> str:

@@ -185,6 +185,17 @@ function defined(fields) {
 
 class StreamDropped extends Error {}
 
+/** A 2xx body that is not JSON (a proxy's page): an error of its own, not retried. */
+function parseJSON(text, response) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ChatSparkError(`HTTP ${response.status} with a body that is not JSON (${response.headers.get("content-type")})`,
+                             { code: "INVALID_RESPONSE", status: response.status,
+                               requestId: response.headers.get("x-request-id") ?? undefined });
+  }
+}
+
 export class ChatSpark {
   /**
    * @param {object} [options] apiKey (else $CHATSPARK_API_KEY), baseURL (else $CHATSPARK_BASE_URL,
@@ -287,7 +298,7 @@ export class ChatSpark {
         try {
           if (response.status < 400) {
             const text = response.status === 204 ? "" : await response.text();
-            return call.parse(text ? JSON.parse(text) : undefined, response.headers);
+            return call.parse(text ? parseJSON(text, response) : undefined, response.headers);
           }
           const error = await errorFromResponse(response);
           delay = this._retryDelay(attempt, error);

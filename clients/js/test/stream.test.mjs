@@ -77,6 +77,31 @@ test("a stream that cannot be resumed throws a ChatSparkConnectionError after th
   assert.equal(seen.map((e) => e.delta).join(""), "alpha beta ");
 });
 
+test("a stream whose turn failed before any delta is asked again", { skip: !scripted }, async () => {
+  const recorder = new Recorder();
+  const events = [];
+  for await (const event of client({ maxRetries: 1, fetch: recorder.fetch }).chat.sendStreaming({
+    agentId: PROVIDER_AGENT, message: "flaky" })) events.push(event);
+  assert.equal(events.map((e) => e.delta).join(""), "second time lucky");
+  assert.ok(events.at(-1).done);
+  assert.equal(recorder.sent.length, 2);
+  assert.equal(recorder.sent[0].headers["idempotency-key"], recorder.sent[1].headers["idempotency-key"]);
+  assert.equal(recorder.sent[1].headers["last-event-id"], undefined); // a new turn, from its first event
+});
+
+test("a stream that failed after deltas throws its StreamingError, not run again", { skip: !scripted }, async () => {
+  const recorder = new Recorder();
+  const seen = [];
+  const failure = await (async () => {
+    for await (const event of client({ maxRetries: 3, fetch: recorder.fetch }).chat.sendStreaming({
+      agentId: PROVIDER_AGENT, message: "half" })) seen.push(event);
+  })().catch((e) => e);
+  assert.ok(failure instanceof cs.StreamingError, String(failure));
+  assert.deepEqual([failure.cause, failure.status, failure.code], ["UPSTREAM_ERROR", 500, "STREAMING_ERROR"]);
+  assert.ok(seen.length > 0 && seen.every((e) => !e.done));
+  assert.equal(recorder.sent.length, 1); // the deltas already shown would repeat
+});
+
 test("breaking out of a stream hangs up", async () => {
   const api = client();
   const stream = api.chat.sendStreaming({ agentId: setting("CHATSPARK_AGENT_ID"), message: "When are you open?" });
