@@ -18,6 +18,27 @@ test("the package exports the SDK's names", () => {
   assert.throws(() => new ChatSpark({ apiKey: "" , baseURL: BASE_URL }), cs.ChatSparkError);
 });
 
+test("it refuses to run in a browser unless told to", () => {
+  globalThis.window = {};
+  globalThis.document = {};
+  try {
+    assert.throws(() => new ChatSpark({ apiKey: API_KEY, baseURL: BASE_URL }), /refusing to run in a browser/);
+    assert.ok(new ChatSpark({ apiKey: API_KEY, baseURL: BASE_URL, dangerouslyAllowBrowser: true }));
+  } finally {
+    delete globalThis.window;
+    delete globalThis.document;
+  }
+});
+
+test("a caller's AbortSignal stops a call, and its reason is thrown as is", async () => {
+  const controller = new AbortController();
+  const reason = new Error("the user left");
+  controller.abort(reason);
+  await assert.rejects(client().agents.list({ signal: controller.signal }), (err) => err === reason);
+  const stream = client().chat.sendStreaming({ agentId: AGENT_ID, message: "hi", signal: controller.signal });
+  await assert.rejects(stream.next(), (err) => err === reason);
+});
+
 test("one error class per contract code, with its status", { skip: !process.env.CHATSPARK_ERROR_STATUS }, () => {
   const expected = JSON.parse(process.env.CHATSPARK_ERROR_STATUS);
   assert.deepEqual(Object.keys(cs.ERRORS_BY_CODE).sort(), Object.keys(expected).sort());
