@@ -240,8 +240,6 @@ def _apply_environment(config: Config, env: os._Environ[str] | dict[str, str]) -
 def _check(config: Config) -> None:
     if config.store.wait_replicas < 0:
         raise ConfigError("[store] wait_replicas must be 0 (no waiting) or more")
-    if config.store.wait_replicas and config.store.cluster:
-        raise ConfigError("[store] wait_replicas is not supported with cluster = true yet (use Sentinel, or 0)")
     if config.metrics.port and config.metrics.port == config.server.port:
         raise ConfigError(f"[metrics] port {config.metrics.port} is the API's port: pick another, or 0 for none")
     seen: set[int] = set()

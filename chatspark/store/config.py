@@ -21,8 +21,8 @@ class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Replication is asynchronous: a master lost before its replicas copied a write takes the write
     # with it. With wait_replicas = N every call to Redis is followed, on its connection, by
     # WAIT N wait_timeout: nothing is acknowledged to a client until N replicas hold it, and a write
-    # that is not replicated in time answers 503 (retryable). 0: no waiting (the default). Not with
-    # `cluster = true` yet.
+    # that is not replicated in time answers 503 (retryable). 0: no waiting (the default). In a
+    # Cluster the commands of a call go to their nodes in one pipeline each, a WAIT at its end.
     wait_replicas: int = 0
     wait_timeout_seconds: Seconds = 1.0
     prefix: str = "cs"

@@ -6,6 +6,7 @@ Only this package imports redis; only this module touches a client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,7 @@ class Connection:
         # (replicas, ms) of the WAIT that follows every call, or None (see StoreConfig.wait_replicas)
         self._wait = None if embedded or config.wait_replicas <= 0 else (
             config.wait_replicas, max(1, int(config.wait_timeout_seconds * 1000)))
+        self._recording_client: Any = None  # cluster mode with _wait: see _recorder
 
     async def run(self, command: Callable[[Client], Awaitable[T]], *, blocking: bool = False) -> T:
         """One command (or any awaitable built from the client). `blocking`: a read that waits for
@@ -55,11 +57,13 @@ class Connection:
             return await self._call(command, blocking=blocking)
 
         async def durable(client: Client) -> Any:
-            pipe = client.pipeline(transaction=False)
+            pipe = self._recorder() if self.config.cluster else client.pipeline(transaction=False)
             queued = command(pipe)
             if queued is not pipe:  # not one command but a function of its own (a group read): as is
                 getattr(queued, "close", lambda: None)()
                 return await command(client)
+            if self.config.cluster:
+                return _raise_first(await self._cluster_durably(client, pipe.command_stack))[0]
             return (await self._execute_durably(pipe))[0]
 
         return await self._call(durable, blocking=blocking)
@@ -94,6 +98,10 @@ class Connection:
         keys share a slot (in a cluster, redis-py splits the pipeline per node)."""
 
         async def send(client: Client) -> list[Any]:
+            if self._wait is not None and self.config.cluster:
+                recorded = self._recorder()
+                commands(recorded)
+                return _raise_first(await self._cluster_durably(client, recorded.command_stack))
             pipe = client.pipeline(transaction=False)
             commands(pipe)
             if self._wait is not None:
@@ -127,6 +135,51 @@ class Connection:
         except RedisError:
             pass
 
+    def _recorder(self) -> Any:
+        """Something to queue commands on, to send them ourselves: a pipeline of a client that
+        never connects (its `command_stack` holds each command's arguments)."""
+        if self._recording_client is None:
+            self._recording_client = aioredis.Redis()
+        return self._recording_client.pipeline(transaction=False)
+
+    async def _cluster_durably(self, client: Client, stack: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list[Any]:
+        """Cluster mode with `wait_replicas`: the commands grouped by the node that owns their slot,
+        each group sent as one pipeline on one of that node's connections with a WAIT at its end
+        (a redis-py cluster pipeline cannot carry it: WAIT has no key). Replies in order, errors as
+        values; NotReplicated when a node's replicas did not confirm in time."""
+        from redis.asyncio.cluster import PipelineCommand
+
+        assert self._wait is not None
+        await client.initialize()  # (a no-op once the client knows the cluster: its first command does this)
+        groups: dict[str, tuple[Any, list[Any]]] = {}
+        for position, (args, options) in enumerate(stack):
+            slot = await client._determine_slot(*args)
+            node = client.nodes_manager.get_node_from_slot(slot)
+            groups.setdefault(node.name, (node, []))[1].append(PipelineCommand(position, *args, **options))
+        for _, commands in groups.values():
+            commands.append(PipelineCommand(-1, "WAIT", *self._wait))
+        try:
+            await asyncio.gather(*(node.execute_pipeline(commands) for node, commands in groups.values()))
+        except (RedisError, OSError):
+            await _relearn_slots(client)
+            raise
+        replies: list[Any] = [None] * len(stack)
+        short = None
+        for _, commands in groups.values():
+            *mine, wait = commands
+            for command in mine:
+                replies[command.position] = command.result
+            moved = next((c.result for c in commands if isinstance(c.result, Exception) and _moved_or_down(c.result)), None)
+            if moved is not None:
+                await _relearn_slots(client)  # the slots moved (a failover): learn the new map
+                raise StoreUnavailable() from moved
+            if isinstance(wait.result, Exception) or int(wait.result) < self._wait[0]:
+                short = wait.result
+        if short is not None:
+            log.warning("a write reached %s of %d replicas within %d ms: answered 503", short, *self._wait)
+            raise NotReplicated()
+        return replies
+
     def _registered_script(self, script: Script) -> Any:
         registered = self._registered.get(script.name)
         if registered is None:
@@ -134,6 +187,9 @@ class Connection:
         return registered
 
     async def _send_scripts(self, client: Client, calls: Sequence[ScriptCall]) -> list[Any]:
+        if self.config.cluster and self._wait is not None:  # EVAL: no NOSCRIPT to recover from per node
+            stack = [(("EVAL", c.script.source, len(c.keys), *c.keys, *c.args), {}) for c in calls]
+            return await self._cluster_durably(client, stack)
         registered = [self._registered_script(call.script) for call in calls]
         if self.config.cluster:
             # redis-py refuses scripts in cluster pipelines (and these keys may live in other slots).
@@ -153,6 +209,27 @@ class Connection:
                 await client.script_load(r.script)
             replies = await send()
         return replies
+
+
+def _raise_first(replies: list[Any]) -> list[Any]:
+    """Replies of commands sent as one call: the first error is the call's."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _relearn_slots(client: Client) -> None:
+    try:
+        await client.nodes_manager.initialize()
+    except (RedisError, RedisClusterException, OSError):
+        pass  # the next call tries again
+
+
+def _moved_or_down(error: Exception) -> bool:
+    from redis.exceptions import AskError, ClusterDownError, ConnectionError, MovedError, TryAgainError
+
+    return isinstance(error, (AskError, ClusterDownError, ConnectionError, MovedError, TryAgainError, OSError))
 
 
 async def _reply_or_error(reply: Awaitable[Any]) -> Any:
