@@ -28,7 +28,11 @@ Origin = Annotated[str, Meta(
     pattern=rf"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:{_PORT})?$", max_length=300,
     description="An exact origin, `scheme://host[:port]` (http or https, lower-case host, no path).",
 )]
-HttpUrl = Annotated[str, Meta(pattern=r"^https?://[!-~]+$", max_length=2_000)]  # printable ASCII, no spaces
+# An http(s) URL: a host name or IPv4 address (no brackets: an IPv6 literal or a stray `[` is refused,
+# as any URL parser would refuse it), an optional port, then printable ASCII. `OptionalUrl` may be "".
+_HTTP_URL = r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?"
+HttpUrl = Annotated[str, Meta(pattern=f"^{_HTTP_URL}$", max_length=2_000)]
+OptionalUrl = Annotated[str, Meta(pattern=f"^(?:{_HTTP_URL})?$", max_length=2_000)]
 Label = Annotated[str, Meta(min_length=1, max_length=200)]
 ActionId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FieldKey = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
@@ -83,7 +87,7 @@ class Agent(Wire, forbid_unknown_fields=True):
     bot_personality: Text = "You are a helpful assistant."
     bot_no_answer: Text = "Sorry, I don't know the answer to that."
     welcome_message: Text = ""
-    website_url: Short = ""
+    website_url: Short = ""  # (checked as URLs when set through the API: AgentChanges)
     bot_avatar: Short = ""
     status: Short = "listed"
     chatbot_type: Short = "chatbot"
@@ -134,8 +138,8 @@ class AgentChanges(Request):
     bot_personality: Text | UnsetType = UNSET
     bot_no_answer: Text | UnsetType = UNSET
     welcome_message: Text | UnsetType = UNSET
-    website_url: Short | UnsetType = UNSET
-    bot_avatar: Short | UnsetType = UNSET
+    website_url: OptionalUrl | UnsetType = UNSET
+    bot_avatar: OptionalUrl | UnsetType = UNSET
     status: Short | UnsetType = UNSET
     chatbot_type: Short | UnsetType = UNSET
     primary_color: Short | UnsetType = UNSET

@@ -259,7 +259,7 @@ def decode_body(body: bytes, kind: type[T]) -> T:
             return msgspec.convert(_whole_numbers_as_ints(msgspec.json.decode(body)), type=kind)
     except msgspec.ValidationError as exc:
         field, problem = _describe(str(exc))
-        raise ValidationFailed.field(field, _with_choices(problem, kind, field)) from None
+        raise ValidationFailed.field(field, _without_regex(_with_choices(problem, kind, field), field)) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise ValidationFailed.field("body", "must be a JSON object encoded as UTF-8") from None
 
@@ -297,6 +297,17 @@ def _describe(error: str) -> tuple[str, str]:
         field = f"{path}.{named['field']}" if path else named["field"]
         return field, "is required" if named["what"] == "missing required" else "is not a known field"
     return path or "body", error
+
+
+def _without_regex(problem: str, field: str) -> str:
+    """msgspec names the pattern a string failed; a client is told what the field takes instead."""
+    if not problem.startswith("Expected `str` matching regex"):
+        return problem
+    if field.lower().endswith(("url", "avatar")) or ".url" in field.lower():
+        return "must be an http:// or https:// URL with a host name (or a public IPv4 address)"
+    if "origins" in field.lower():
+        return "must be an origin: http(s)://host[:port], lower case, no path"
+    return "does not have the form this field takes (see the API documentation)"
 
 
 def _with_choices(problem: str, kind: type, field: str) -> str:

@@ -189,3 +189,13 @@ def test_config_seeds_once_and_never_clobbers_api_edits(start_server, key_prefix
         assert http.get(f"{AGENTS}/1").json()["agent"]["name"] == "Renamed"
         assert http.get(f"{AGENTS}/2").status_code == 404
         assert http.get(f"{AGENTS}/3").status_code == 200
+
+
+@pytest.mark.parametrize("field", ["botAvatar", "websiteUrl"])
+@pytest.mark.parametrize("value", ["https://[x/a.png", "javascript:alert(1)", "not a url", "http://"])
+def test_url_fields_take_an_http_url_or_nothing(client, field, value):  # type: ignore[no-untyped-def]
+    agent = create(client)
+    refused = client.patch(f"{AGENTS}/{agent['id']}", json={field: value})
+    assert refused.status_code == 400 and field in refused.json()["error"]["details"]["fields"]
+    for good in ("https://cdn.example.com/bot.png?v=2", ""):
+        assert client.patch(f"{AGENTS}/{agent['id']}", json={field: good}).json()["agent"][field] == good
