@@ -169,8 +169,13 @@ class Turns:
         message = self._checked_message(request.message)
         resources = TurnResources(self.store, self.leases, self.credits)
         try:
+            credit = None
+            if self.store.credit_rides:
+                credit = self.credits.plan(principal)  # taken with the lease, in one round trip
+            else:
+                await resources.hold_credit(principal)  # a call of its own (failing open if configured)
             conversation_id, is_new, history, stored_turns, knowledge_version = await self._claim(
-                request.conversation_id, agent, resources, new_id, self.credits.plan(principal)
+                request.conversation_id, agent, resources, new_id, credit
             )
             grounding = await self.retriever.ground(
                 agent.id, knowledge_version, message, agent.bot_no_answer, self.config.knowledge.max_knowledge_tokens

@@ -191,3 +191,29 @@ async def test_a_charge_sent_with_a_write_that_is_fenced_off_is_taken_back_and_a
         assert await store.redis.run(lambda r: r.zcard(held)) == 0  # both holds became charges; the fenced one taken back
     finally:
         await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_charge_that_fails_does_not_fail_the_stored_turn(redis_url, key_prefix) -> None:  # type: ignore[no-untyped-def]
+    """The charge rides the write, but a turn Redis stored is stored: a charge the store refuses (here
+    its counter holds the wrong type) is logged, and the turn's write succeeds."""
+    from chatspark.store.conversations import StoredTurn
+    from chatspark.store.credits import Charge, CreditAccount
+
+    config = StoreConfig(url=redis_url, prefix=f"{key_prefix}-charge-fails")
+    store = Store(connect(config), config)
+    layout = Layout(config.prefix)
+    account, period = CreditAccount("key", secrets.token_hex(8)), month()
+    used, _ = layout.credits(account.owner, period)
+    try:
+        token = secrets.token_hex(6)
+        assert await store.credits.hold(account, period, 10, token, 60_000)
+        await store.redis.run(lambda r: r.hset(used, "not", "a counter"))
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        turn = StoredTurn(id="msg_" + secrets.token_hex(8), user_id="msg_u", query="q", response="r", model="m",
+                          created=now)
+        result = await store.conversations.append(secrets.token_urlsafe(24), 9, turn, ttl_seconds=60, new=True,
+                                                  charge=Charge(account, period, token, 3600))
+        assert result.stored
+    finally:
+        await store.aclose()

@@ -90,13 +90,9 @@ class Store:
         its metadata and last `recent` turns (none for a new one, `cid` None), the agent's
         knowledge version and, with `credit`, a monthly credit held (False: the cap is reached;
         the caller lets the lease go). Raises LeaseTaken (a credit held in the same trip is given
-        back first). In a Redis Cluster the credit's script is a call of its own, first."""
+        back first). Not in a Redis Cluster, where a script cannot ride a pipeline: `credit_rides`."""
         held = True
-        queue_credit = credit is not None and not self.redis.config.cluster
-        if credit is not None and not queue_credit:
-            held = await self.credits.hold(*credit)
-            if not held:
-                return None, 0, False
+        queue_credit = credit is not None
 
         def read(pipe: Any) -> None:
             if cid is None:
@@ -122,6 +118,11 @@ class Store:
                 account, month, _, token, _ = credit
                 await self.credits.release(account, month, token)
             raise
+
+    @property
+    def credit_rides(self) -> bool:
+        """Whether `open_turn` can take a turn's credit in its round trip (not in a Redis Cluster)."""
+        return not self.config.cluster
 
     async def cursor_secret(self) -> bytes:
         """The deployment's cursor-signing key, made once by whichever replica asks first."""

@@ -13,12 +13,12 @@ from typing import Any
 
 import msgspec
 
+from chatspark.clock import iso, now_ms
 from chatspark.store.config import StoreConfig
 from chatspark.store import scripts
 from chatspark.store.connection import Connection, ScriptCall
 from chatspark.store.credits import Charge, charge_call, counters
 from chatspark.store.errors import ConversationGone, LeaseTaken, StoreUnavailable
-from chatspark.clock import iso, now_ms
 from chatspark.store.layout import Layout
 from chatspark.store.leases import Lease
 from chatspark.store.webhooks import WebhookStore, event_args
@@ -232,12 +232,16 @@ class ConversationStore:
         for attempt in range(1, self.config.write_attempts + 1):
             try:
                 replies = await self.redis.scripts(calls)
-                if charge is not None and isinstance(replies[-1], int) and replies[-1] >= 0:
-                    charged = True  # (even if another script of this attempt failed)
+                if charge is not None:
+                    charge_reply, replies = replies[2], replies[:2]
+                    if isinstance(charge_reply, Exception):  # the turn stands; the hold lapses by itself
+                        log.error("could not charge a turn's credit: %s", charge_reply)
+                    elif charge_reply >= 0:
+                        charged = True  # (even if another script of this attempt failed)
                 failed = next((r for r in replies if isinstance(r, Exception)), None)
                 if failed is not None:
                     raise StoreUnavailable() from failed
-                ended, (status, count, created) = replies[:2]
+                ended, (status, count, created) = replies
                 break
             except StoreUnavailable as exc:
                 log.warning("turn write attempt %d failed: %s", attempt, exc.__cause__ or exc)
