@@ -31,8 +31,8 @@ class Hold(msgspec.Struct, frozen=True):
 
     account: CreditAccount
     month: str  # "2026-11" (UTC)
+    cap: int  # the caller's monthly cap (named when it is reached)
     token: str = msgspec.field(default_factory=lambda: secrets.token_hex(12))
-    cap: int = 0
 
 
 class Credits:
@@ -44,21 +44,18 @@ class Credits:
     async def hold(self, caller: Principal) -> Hold | None:
         """One credit for a turn about to run; None when the key has no cap (or, failing open, when
         the store cannot count). Raises CreditsExhausted."""
-        if caller.monthly_cap <= 0:
+        hold = self.plan(caller)
+        if hold is None:
             return None
-        now = datetime.now(UTC)
-        hold = Hold(caller.credit_account, f"{now:%Y-%m}")
         try:
-            held = await self.store.credits.hold(
-                hold.account, hold.month, caller.monthly_cap, hold.token, int(self.limits.hold_seconds * 1000)
-            )
+            held = await self.store.credits.hold(*self.request(hold))
         except StoreUnavailable:
             self._count_error("hold a credit")
             if self.limits.on_store_error == "closed":
                 raise
             return None
         if not held:
-            raise self.refused(msgspec.structs.replace(hold, cap=caller.monthly_cap))
+            raise self.refused(hold)
         return hold
 
     def plan(self, caller: Principal) -> Hold | None:

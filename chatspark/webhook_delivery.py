@@ -13,6 +13,7 @@ connected to is checked by the same guard as knowledge fetches; redirects are no
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import hmac
 import logging
 import os
@@ -161,7 +162,7 @@ class WebhookDelivery:
         entries = await webhooks.pending_events(list(polled), RELAY_BATCH)
         if entries:
             await webhooks.fan_out(entries, await webhooks.all(), now_ms(), self.config.keep_deliveries_seconds)
-        read = {o: sum(1 for e in entries if e.outbox == o) for o in polled}
+        read = Counter(e.outbox for e in entries)
         await webhooks.clear_hints([(o, hint) for o, hint in hinted if read[o] < RELAY_BATCH])
         return max(read.values(), default=0)
 

@@ -88,10 +88,16 @@ class Connection:
         assert self._wait is not None
         pipe.wait(*self._wait)
         *replies, acknowledged = await pipe.execute(raise_on_error=raise_on_error)
-        if isinstance(acknowledged, Exception) or int(acknowledged) < self._wait[0]:
-            log.warning("a write reached %s of %d replicas within %d ms: answered 503", acknowledged, *self._wait)
-            raise NotReplicated()
+        self._check_replicated([acknowledged])
         return replies
+
+    def _check_replicated(self, answers: list[Any]) -> None:
+        """Raises NotReplicated unless every WAIT answered at least `wait_replicas`."""
+        assert self._wait is not None
+        short = next((a for a in answers if isinstance(a, Exception) or int(a) < self._wait[0]), None)
+        if short is not None:
+            log.warning("a write reached %s of %d replicas within %d ms: answered 503", short, *self._wait)
+            raise NotReplicated()
 
     async def pipeline(self, commands: Callable[[Client], object]) -> list[Any]:
         """Commands queued by `commands` on a non-transactional pipeline: one round trip when their
@@ -164,20 +170,14 @@ class Connection:
             await _relearn_slots(client)
             raise
         replies: list[Any] = [None] * len(stack)
-        short = None
         for _, commands in groups.values():
-            *mine, wait = commands
-            for command in mine:
+            for command in commands[:-1]:  # (the last is the WAIT)
                 replies[command.position] = command.result
             moved = next((c.result for c in commands if isinstance(c.result, Exception) and _moved_or_down(c.result)), None)
             if moved is not None:
                 await _relearn_slots(client)  # the slots moved (a failover): learn the new map
                 raise StoreUnavailable() from moved
-            if isinstance(wait.result, Exception) or int(wait.result) < self._wait[0]:
-                short = wait.result
-        if short is not None:
-            log.warning("a write reached %s of %d replicas within %d ms: answered 503", short, *self._wait)
-            raise NotReplicated()
+        self._check_replicated([commands[-1].result for _, commands in groups.values()])
         return replies
 
     def _registered_script(self, script: Script) -> Any:

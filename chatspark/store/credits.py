@@ -3,9 +3,7 @@ by when the hold lapses), charged once the turn is stored. The rules live in `ch
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
-
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from chatspark.store import scripts
 from chatspark.store.connection import Connection, ScriptCall

@@ -261,11 +261,14 @@ class WebhookStore:
         queue, _ = self.layout.webhook_queue()
         _, relayed = self.layout.webhook_outboxes()
         calls, made = [], []
-        unwanted: dict[str, list[str]] = {}  # outbox -> entries no webhook wants: deleted in bulk
+        # Entries deleted here, in bulk: those no webhook wants and (cluster mode, where FAN_OUT marks
+        # the event relayed instead of deleting it: another slot) all the others.
+        gone: dict[str, list[str]] = {}
         for item in entries:
             wanted = [w.record for w in webhooks if w.active and w.record.wants(item.event.type, item.event.agent_id)]
+            if not wanted or self.cluster:
+                gone.setdefault(item.outbox, []).append(item.entry)
             if not wanted:
-                unwanted.setdefault(item.outbox, []).append(item.entry)
                 continue
             body = envelope(item.event)
             keys: list[str] = [relayed if self.cluster else item.outbox, queue]
@@ -281,12 +284,6 @@ class WebhookStore:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise StoreUnavailable() from reply
-        gone = unwanted
-        if self.cluster:  # the events are marked relayed: their entries may go
-            gone = {o: list(ids) for o, ids in unwanted.items()}
-            for item in entries:
-                if item.entry not in unwanted.get(item.outbox, ()):
-                    gone.setdefault(item.outbox, []).append(item.entry)
         if gone:
             await self.redis.pipeline(lambda p: [p.xdel(o, *ids) for o, ids in gone.items()])
         return sum(n for n, reply in zip(made, replies, strict=True) if reply == 1)
