@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import statistics
 import time
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ import httpx
 import msgspec
 import redis
 
-from bench.widget_cost import _client, _count_round_trips, _key
+from bench.widget_cost import _client, _count_round_trips, _key, cpu_per_call
 from chatspark.config import load_config
 from chatspark.web import create_app
 from tests.in_process import InProcessApp
@@ -70,17 +69,9 @@ def main() -> None:
                 "native JSON": native, "openai JSON": compat,
                 "native stream": lambda: native(stream=True), "openai stream": lambda: compat(stream=True),
             }
-            cpu: dict[str, list[float]] = {name: [] for name in calls}
-            for block in range(BLOCKS):
-                for name in calls if block % 2 == 0 else reversed(calls):
-                    started = time.process_time()
-                    for _ in range(TURNS):
-                        answer = calls[name]()
-                        assert answer.status_code == 200, answer.text
-                    cpu[name].append((time.process_time() - started) / TURNS * 1000)
             print(f"CPU per turn, client and app in one process, median of {BLOCKS - 1} blocks of {TURNS}:")
-            for name, blocks in cpu.items():
-                print(f"  {name}: {statistics.median(blocks[1:]):.3f} ms")
+            for name, ms in cpu_per_call(calls, BLOCKS, TURNS).items():
+                print(f"  {name}: {ms:.3f} ms")
         print(f"the translation alone: request decode + checks + JSON answer {_translation_us()[0]:.1f} µs; "
               f"a stream of 8 deltas as chunks {_translation_us()[1]:.1f} µs")
     finally:

@@ -77,17 +77,9 @@ def main() -> None:
                                                headers=visitor),
                 "native": lambda: native.post(f"/api/v1/agents/{free}/chat", json={"message": "When are you open?"}),
             }
-            cpu: dict[str, list[float]] = {"widget": [], "native": []}
-            for block in range(BLOCKS):
-                for name in ("widget", "native") if block % 2 == 0 else ("native", "widget"):
-                    started = time.process_time()
-                    for _ in range(TURNS):
-                        answer = calls[name]()
-                        assert answer.status_code == 200, answer.text
-                    cpu[name].append((time.process_time() - started) / TURNS * 1000)
             print(f"CPU per JSON turn, client and app in one process, median of {BLOCKS - 1} blocks of {TURNS}:")
-            for name, blocks in cpu.items():
-                print(f"  {name}: {statistics.median(blocks[1:]):.3f} ms")
+            for name, ms in cpu_per_call(calls).items():
+                print(f"  {name}: {ms:.3f} ms")
         print(f"the widget's own checks (token, conversation id mint and ownership): {_checks_us():.1f} µs per turn")
     finally:
         app.stop()
@@ -97,14 +89,28 @@ def main() -> None:
         client.close()
 
 
+def cpu_per_call(calls: dict[str, Callable[[], httpx.Response]], blocks: int = BLOCKS, turns: int = TURNS) -> dict[str, float]:
+    """ms of process CPU per call of each, the median of `blocks` blocks of `turns` calls after a
+    warm-up block; the calls alternate block by block (forward, then backward) so drift hits all."""
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    for block in range(blocks):
+        for name in calls if block % 2 == 0 else reversed(calls):
+            started = time.process_time()
+            for _ in range(turns):
+                answer = calls[name]()
+                assert answer.status_code == 200, answer.text
+            cpu[name].append((time.process_time() - started) / turns * 1000)
+    return {name: statistics.median(values[1:]) for name, values in cpu.items()}
+
+
 def _count_round_trips() -> Callable[[Callable[[], httpx.Response]], int]:
     calls = 0
     original = Connection.run
 
-    async def counted(self: Connection, command: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def counted(self: Connection, command: Callable[[Any], Awaitable[Any]], **options: Any) -> Any:
         nonlocal calls
         calls += 1
-        return await original(self, command)
+        return await original(self, command, **options)
 
     Connection.run = counted  # type: ignore[method-assign]
 
