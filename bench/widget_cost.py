@@ -4,7 +4,7 @@
 
 The app runs in this process (tests/in_process.py: no socket, so the CPU measured is the app's and
 the client's, nothing else), on a random key prefix deleted at the end. Round trips are counted at
-the store's one seam (`Connection.run`: every command, pipeline and script goes through it). CPU is
+the store's one seam (`Connection._call`: every command, pipeline and script goes through it). CPU is
 `time.process_time` over alternating blocks of turns (the first block of each is a warm-up). The
 agent answers with the offline `local` model, so the turn itself is cheap and differences show.
 """
@@ -105,14 +105,14 @@ def cpu_per_call(calls: dict[str, Callable[[], httpx.Response]], blocks: int = B
 
 def _count_round_trips() -> Callable[[Callable[[], httpx.Response]], int]:
     calls = 0
-    original = Connection.run
+    original = Connection._call  # the one place every command, pipeline and script goes through
 
     async def counted(self: Connection, command: Callable[[Any], Awaitable[Any]], **options: Any) -> Any:
         nonlocal calls
         calls += 1
         return await original(self, command, **options)
 
-    Connection.run = counted  # type: ignore[method-assign]
+    Connection._call = counted  # type: ignore[method-assign]
 
     def measure(call: Callable[[], httpx.Response]) -> int:
         nonlocal calls
