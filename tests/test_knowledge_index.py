@@ -174,3 +174,36 @@ def test_passages_without_a_single_indexable_term_are_searched_by_vector_only() 
     index = KnowledgeIndex(passages, np.ones((1, 4), dtype=np.float32) / 2)
     found = index.search("the a", np.ones(4, dtype=np.float32) / 2, top_k=3)
     assert [h.passage.text for h in found.hits] == ["A. B."] and found.hits[0].bm25 == 0.0
+
+
+def test_bm25_does_not_vote_for_a_passage_sharing_only_an_incidental_word() -> None:
+    """The one word the question shares with "orders" is its least telling; its rare words are in
+    no passage. The vectors (hand-made: "returns" nearest) then decide alone."""
+    passages = [
+        passage("orders", "Your order history lists every order you placed."),
+        passage("returns", "Send the parcel back within thirty days for a refund."),
+        passage("other", "Gift cards never expire."),
+    ]
+    vectors = np.eye(3, dtype=np.float32)
+    index = KnowledgeIndex(passages, vectors, fusion=Fusion(lexical_floor=0.0))
+    question = "Can a wrongly sized anorak from my order be swapped?"
+    found = index.search(question, np.array([0.0, 1.0, 0.0], dtype=np.float32), top_k=3)
+    assert found.hits[0].passage.id == "1:1:returns"
+    orders = next(h for h in found.hits if h.passage.id == "1:1:orders")
+    assert orders.bm25 > 0 and orders.lexical_rank is None
+    # Without the gate the same match votes, as plain BM25 would.
+    ungated = KnowledgeIndex(passages, vectors, fusion=Fusion(lexical_floor=0.0, lexical_coverage=0.0))
+    found = ungated.search(question, np.array([0.0, 1.0, 0.0], dtype=np.float32), top_k=3)
+    assert next(h for h in found.hits if h.passage.id == "1:1:orders").lexical_rank == 1
+
+
+def test_bm25_votes_for_exactly_the_passages_holding_the_questions_rare_word() -> None:
+    """Many passages share the common word; three, spread through the index, also hold the rare
+    one. Coverage is looked up in bm25s's posting lists, so this also checks how it reads them."""
+    holders = {3, 77, 150}
+    passages = [passage(str(n), "lantern " + ("zeppelin " if n in holders else "") + f"filler{n}") for n in range(200)]
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((200, 8)).astype(np.float32)
+    index = KnowledgeIndex(passages, vectors, fusion=Fusion(lexical_floor=0.0, lexical_share=0.0, candidates=200))
+    found = index.search("lantern zeppelin", vectors[0], top_k=200)
+    assert {h.passage.id for h in found.hits if h.lexical_rank is not None} == {f"1:1:{n}" for n in holders}

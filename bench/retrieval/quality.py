@@ -21,7 +21,7 @@ QUESTIONS = Path(__file__).parent / "questions.json"
 MODES = {
     # Plain BM25: every passage it scores is ranked, not only its strong matches. Its no-answer bar
     # is chosen like the hybrid's (at most 10% of answerable dev questions turned away).
-    "lexical": {"vector_weight": 0.0, "lexical_weight": 1.0, "lexical_floor": 0.0, "lexical_share": 0.0, "min_bm25": 1.5},
+    "lexical": {"vector_weight": 0.0, "lexical_weight": 1.0, "lexical_floor": 0.0, "lexical_share": 0.0, "lexical_coverage": 0.0, "min_bm25": 1.5},
     "vector": {"lexical_weight": 0.0},
     "hybrid": {},
 }

@@ -22,7 +22,7 @@ from bench.retrieval import corpus
 from bench.retrieval.embedding import embed
 from bench.retrieval.quality import questions
 from chatspark.knowledge.documents import Passage
-from chatspark.knowledge.index import KnowledgeIndex
+from chatspark.knowledge.index import Fusion, KnowledgeIndex
 from chatspark.knowledge.words import WORD
 
 SIZES = (1_000, 10_000, 100_000)
@@ -95,6 +95,27 @@ def query_embedding() -> dict[str, float]:
     return {"embed_p50_ms": float(np.percentile(ms, 50)), "embed_p99_ms": float(np.percentile(ms, 99))}
 
 
+def coverage_cost(count: int, blocks: int = 10, per_block: int = 200) -> dict[str, float]:
+    """CPU time per search with the lexical coverage gate (the default `Fusion`) and without it, in
+    alternating blocks on the same index, so both see the same machine load."""
+    asked = [q.question for q in questions()]
+    query_vectors = embed(asked)
+    index = KnowledgeIndex(*synthetic(count))
+    settings = {"gate": Fusion(), "no gate": Fusion(lexical_coverage=0.0)}
+    spent = dict.fromkeys(settings, 0.0)
+    for block in range(blocks * 2):
+        name = list(settings)[block % 2]
+        index.fusion = settings[name]
+        started = time.process_time()
+        for n in range(per_block):
+            at = (block * per_block + n) % len(asked)
+            index.search(asked[at], query_vectors[at], top_k=5)
+        spent[name] += time.process_time() - started
+    per_search = {name: seconds / (blocks * per_block) * 1e6 for name, seconds in spent.items()}
+    return {"passages": count, "gate_us": per_search["gate"], "no_gate_us": per_search["no gate"],
+            "added_us": per_search["gate"] - per_search["no gate"]}
+
+
 def run(count: int, blas_threads: str = "1") -> dict[str, float]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": blas_threads}
     if blas_threads == "default":
@@ -104,4 +125,6 @@ def run(count: int, blas_threads: str = "1") -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(int(sys.argv[1]))))
+    # `python -m bench.retrieval.scale N` measures one size; `... N --coverage-cost` the gate's CPU.
+    size = int(sys.argv[1])
+    print(json.dumps(coverage_cost(size) if "--coverage-cost" in sys.argv else measure(size)))
