@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -58,7 +59,8 @@ def main() -> int:
     rows = [scale.run(size) for size in sizes] + [scale.run(10_000, blas_threads="default")]
     report["scale"] = rows
     report["query_embedding"] = scale.query_embedding()
-    report["machine"] = {"cpus": __import__("os").cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+    report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                         "load_average_1m": os.getloadavg()[0]}  # other work on the machine inflates the latency rows
     table = render(report)
     print(table)
     RESULTS.mkdir(exist_ok=True)
@@ -100,7 +102,8 @@ def render(report: dict) -> str:  # type: ignore[type-arg]
             f"| {r['index_rss_mb']:.0f} | {r['index_nbytes_mb']:.0f} | {r['process_rss_mb']:.0f} |"
         )
     lines += ["", f"Embedding one question (wordllama 256-d, offline): p50 {e['embed_p50_ms']:.3f} ms, p99 {e['embed_p99_ms']:.3f} ms.",
-              f"Machine: {report['machine']['cpus']} CPUs shared with other work, Python {report['machine']['python']}, numpy {report['machine']['numpy']}.", ""]
+              f"Machine: {report['machine']['cpus']} CPUs shared with other work (load average {report['machine']['load_average_1m']:.1f} "
+              f"at the end), Python {report['machine']['python']}, numpy {report['machine']['numpy']}.", ""]
     return "\n".join(lines)
 
 
