@@ -43,7 +43,7 @@ from tests.in_process import InProcessApp
 
 RESULTS = targets.ROOT / "bench" / "results"
 # Many short blocks: on a shared machine a slow second lands in one block, and the median drops it.
-PLANS = {"full": {"blocks": 40, "turns": 25, "chunks": 10_000},
+PLANS = {"full": {"blocks": 30, "turns": 20, "chunks": 10_000},
          "quick": {"blocks": 16, "turns": 15, "chunks": 1_000}}
 ASK = "When are you open?"
 

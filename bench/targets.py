@@ -233,13 +233,14 @@ def start_proxy(name: str, fake: Fake, models: list[str], workers: int) -> Serve
     config.write_text("\n".join(lines) + "\n")
     env = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOG": "ERROR", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
+    # uvicorn kills a worker that does not answer its health check within 5 s; a proxy worker spends
+    # longer than that importing litellm on a loaded machine, so with 2 workers it was killed and
+    # respawned until the bench gave up. The check's timeout changes nothing once workers run.
     proc = spawn(name, [str(PROXY_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                        "--num_workers", str(workers)], env)
+                        "--num_workers", str(workers), "--timeout_worker_healthcheck", "120"], env)
     headers = {"authorization": f"Bearer {PROXY_MASTER_KEY}"}
     body = {"model": models[0], "messages": [{"role": "user", "content": "hello"}]}
-    # A start is ~10 s of CPU per process (the supervisor and each worker import litellm): on a
-    # shared 2-core machine, 2 workers have taken over 2 minutes.
-    wait_for_200(proc, name, port, "/v1/chat/completions", body, headers, 240)
+    wait_for_200(proc, name, port, "/v1/chat/completions", body, headers, 150)
     return Server(name, "proxy", port, proc, workers, headers, time.perf_counter() - started)
 
 
