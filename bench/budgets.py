@@ -341,6 +341,10 @@ def markdown(out: dict[str, Any]) -> str:
              f"{out['plain_turn']['trips']} Redis round trips. Each row against its own baseline, same run.", "",
              "| feature | measured against | added CPU per turn | added latency p50 | Redis round trips per turn | note |",
              "|---|---|---:|---:|---|---|"]
+    adding = [r["feature"] for r in rows if r["trips"] is not None and r["trips_plain"] is not None
+              and r["trips"] > r["trips_plain"]]
+    lines[2] += (" No feature adds a Redis round trip to the turn it is measured on." if not adding
+                 else f" Features that add round trips: {', '.join(adding)}.")
     for r in rows:
         added_trips = (r["trips"] - r["trips_plain"]) if r["trips"] is not None and r["trips_plain"] is not None else None
         trips = "–" if added_trips is None else f"{r['trips']} (+{added_trips})" if added_trips else f"{r['trips']} (+0)"

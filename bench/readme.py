@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.budgets import markdown as budgets_markdown
 from bench.report import _get
 from bench.targets import ROOT
 
@@ -149,8 +150,8 @@ def section(folder: Path) -> str:
     budgets_path = folder / "budgets.json"
     budgets = json.loads(budgets_path.read_text()) if budgets_path.exists() else {}
     parts = [targets_table(data, budgets), (folder / "latest.md").read_text()]
-    if (folder / "budgets.md").exists():
-        parts.append((folder / "budgets.md").read_text())
+    if budgets:
+        parts.append(budgets_markdown(budgets))
     return "\n".join(parts)
 
 
