@@ -336,7 +336,8 @@ def _wait_replicas(runner: Runner, plan: dict[str, int]) -> Budget:
 
 def markdown(out: dict[str, Any]) -> str:
     rows: list[dict[str, Any]] = out["rows"]
-    lines = [f"### Feature budgets ({out['mode']} run, {out['started']}, commit {out['commit']})", "",
+    load = f", load average {out['load_at_start']:.1f} at the start" if "load_at_start" in out else ""
+    lines = [f"### Feature budgets ({out['mode']} run, {out['started']}{load}, commit {out['commit']})", "",
              f"Per JSON turn on the offline `local` model, in process; the plain turn takes "
              f"{out['plain_turn']['trips']} Redis round trips. Each row against its own baseline, same run.", "",
              "| feature | measured against | added CPU per turn | added latency p50 | Redis round trips per turn | note |",
@@ -364,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     from bench.run import _commit  # noqa: PLC0415
 
-    out = {"mode": mode, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit()}
+    out = {"mode": mode, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit(),
+           "load_at_start": os.getloadavg()[0]}
     try:
         out |= measure(PLANS[mode])
     finally:

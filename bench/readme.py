@@ -1,8 +1,8 @@
 """The README's bench section, regenerated from the results: `.venv/bin/python -m bench.readme`.
 
 Fills what lies between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md with issue
-17's targets (each with its measured value, met or not), the main table (`latest.md`) and the
-feature budgets (`budgets.md`), all from `bench/results/`. `make bench` runs it after a full run.
+17's targets (each with its measured value, met or not), the main table and the feature budgets,
+rendered from `bench/results/latest.json` and `budgets.json`. `make bench` runs it after a full run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.budgets import markdown as budgets_markdown
+from bench import report
 from bench.report import _get
 from bench.targets import ROOT
 
@@ -149,7 +150,7 @@ def section(folder: Path) -> str:
     data = json.loads((folder / "latest.json").read_text())
     budgets_path = folder / "budgets.json"
     budgets = json.loads(budgets_path.read_text()) if budgets_path.exists() else {}
-    parts = [targets_table(data, budgets), (folder / "latest.md").read_text()]
+    parts = [targets_table(data, budgets), report.markdown(data)]
     if budgets:
         parts.append(budgets_markdown(budgets))
     return "\n".join(parts)

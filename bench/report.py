@@ -160,8 +160,11 @@ ROWS: list[Row] = [
 
 def markdown(data: dict[str, Any]) -> str:
     names = [n for n in ORDER if n in data.get("targets", {})]
+    load = [_get(data, "machine", f"load_at_{when}") for when in ("start", "end")]
+    loaded = (f", load average {load[0]:.1f} at the start and {load[1]:.1f} at the end"
+              if all(isinstance(v, float) for v in load) else "")
     out = [f"### Chatspark benchmark ({data.get('mode')} run, {data.get('started')}, "
-           f"{_get(data, 'machine', 'cpus')} CPUs, everything on one machine, commit {_get(data, 'commit')})", ""]
+           f"{_get(data, 'machine', 'cpus')} CPUs{loaded}, everything on one machine, commit {_get(data, 'commit')})", ""]
     out += [CONFIGS, ""]
     out.append("| metric | " + " | ".join(SHORT[n] for n in names) + " |")
     out.append("|---|" + "---|" * len(names))

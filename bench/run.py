@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     data: dict[str, Any] = {"mode": "quick" if args.quick else "full", "plan": plan, "labels": LABELS,
                             "machine": {"cpus": _cpus(), "python": platform.python_version(),
-                                        "kernel": platform.release()},
+                                        "kernel": platform.release(), "load_at_start": os.getloadavg()[0]},
                             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit(),
                             "targets": {}}
     try:
@@ -252,6 +253,7 @@ def _run(args: argparse.Namespace, plan: dict[str, Any], data: dict[str, Any], b
     data["notes"] = bench.notes
     targets.stop_all()  # before the chart is drawn: nothing of ours still running
     data["elapsed_s"] = time.perf_counter() - began
+    data["machine"]["load_at_end"] = os.getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = report.markdown(data)
@@ -273,7 +275,8 @@ def _commit() -> str:
         return subprocess.run(["git", *args], cwd=targets.ROOT, capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # The results a run writes (bench/results/) do not make the measured code dirty.
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results") else "")
 
 
 def _cpus() -> int:
