@@ -74,16 +74,23 @@ Prepare = Callable[[], None]
 
 
 class Runner:
-    def __init__(self, plan: dict[str, int]) -> None:
+    def __init__(self, plan: dict[str, int], only: str | None = None) -> None:
         self.plan = plan
+        self.only = only
         self.count = _count_round_trips()
+
+    def wants(self, feature: str) -> bool:
+        return self.only is None or self.only.lower() in feature.lower()
 
     def trips(self, call: Call) -> int:
         return min(self.count(call) for _ in range(5))
 
     def compare(self, feature: str, plain: str, without: tuple[Prepare, Call], with_: tuple[Prepare, Call],
-                note: str = "", trips: bool = True, settle: Prepare = lambda: None) -> Budget:
-        """`settle` runs at the end of each block, inside its CPU time (a relay draining an outbox)."""
+                note: str = "", trips: bool = True, settle: Prepare = lambda: None) -> Budget | None:
+        """`settle` runs at the end of each block, inside its CPU time (a relay draining an outbox).
+        None when `--only` leaves the row out."""
+        if not self.wants(feature):
+            return None
         sides = {"plain": without, "feature": with_}
         counted: dict[str, int | None] = {}
         for name, (prepare, call) in sides.items():
@@ -138,17 +145,17 @@ def _app(config: Config) -> Iterator[InProcessApp]:
         app.stop()
 
 
-def measure(plan: dict[str, int]) -> dict[str, Any]:
+def measure(plan: dict[str, int], only: str | None = None) -> dict[str, Any]:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     redis = targets.Redis.start()
     logs.configure("warning", "text")  # the access-line row switches it to info
     handler = logging.getLogger("chatspark").handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (the process ends soon)
-    runner = Runner(plan)
+    runner = Runner(plan, only)
     prefix = f"budget-{secrets.token_hex(4)}"
     config = _config(redis.url, prefix)
-    rows: list[Budget] = []
+    rows: list[Budget | None] = []
     out: dict[str, Any] = {"plan": plan, "rows": rows}
     with _app(config) as app:
         key, capped_key = _key(config, None), _key(config, 10**9)
@@ -211,7 +218,8 @@ def measure(plan: dict[str, int]) -> dict[str, Any]:
             finally:
                 conversations.turn_events = produce  # type: ignore[assignment]
 
-            rows.append(_analytics())
+            if runner.wants("analytics"):
+                rows.append(_analytics())
 
             token = browser.post(f"/api/v1/widget/{agent}/session", json={},
                                  headers={"origin": ORIGIN}).json()["visitorToken"]
@@ -225,22 +233,21 @@ def measure(plan: dict[str, int]) -> dict[str, Any]:
                 "OpenAI-compatible layer (/v1/chat/completions)", "native turn, same agent", plain,
                 (_nothing, lambda: api.post("/v1/chat/completions", json=compat_body))))
 
-            grounded, chunks = _grounded_agent(api, plan["chunks"])
-            questions = help_site.questions()
-            asked = iter(range(10**9))
+            if runner.wants("retrieval"):
+                grounded, chunks = _grounded_agent(api, plan["chunks"])
+                questions = help_site.questions()
+                asked = iter(range(10**9))
 
-            def ask(agent_id: int) -> Call:
-                return lambda: api.post(f"/api/v1/agents/{agent_id}/chat",
-                                        json={"message": questions[next(asked) % len(questions)]})
+                def ask(agent_id: int) -> Call:
+                    return lambda: api.post(f"/api/v1/agents/{agent_id}/chat",
+                                            json={"message": questions[next(asked) % len(questions)]})
 
-            out["grounded_chunks"] = chunks
-            _settle()
-            rows.append(runner.compare(
-                f"retrieval: grounded turn ({chunks:,} chunks)", "agent without knowledge",
-                (_nothing, ask(agent)), (_nothing, ask(grounded))))
-    rows.append(_wait_replicas(runner, plan))
-    redis.proc.terminate()
-    return out
+                out["grounded_chunks"] = chunks
+                _settle()
+                rows.append(runner.compare(
+                    f"retrieval: grounded turn ({chunks:,} chunks)", "agent without knowledge",
+                    (_nothing, ask(agent)), (_nothing, ask(grounded))))
+    return _wait_replicas(runner, plan, rows, out, redis)
 
 
 def _settle(timeout: float = 20.0) -> None:
@@ -314,7 +321,17 @@ def _grounded_agent(api: httpx.Client, chunks: int) -> tuple[int, int]:
     return agent, stored or chunks
 
 
-def _wait_replicas(runner: Runner, plan: dict[str, int]) -> Budget:
+def _wait_replicas(runner: Runner, plan: dict[str, int], rows: list[Budget | None], out: dict[str, Any],
+                   redis: targets.Redis) -> dict[str, Any]:
+    """The last row (its own Redis setup); then the run's results, rows `--only` left out dropped."""
+    redis.proc.terminate()
+    if runner.wants("wait_replicas"):
+        rows.append(_wait_replica_row(runner))
+    out["rows"] = [row for row in rows if row is not None]
+    return out
+
+
+def _wait_replica_row(runner: Runner) -> Budget | None:
     from tests.faults.test_failover import SentinelSetup  # noqa: PLC0415
 
     setup = SentinelSetup()
@@ -359,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.budgets", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer turns, 1k chunks instead of 10k (development)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--only", help="the rows whose feature contains this text (the control row too; development)")
+    parser.add_argument("--blocks", type=int, help="blocks per side instead of the plan's")
     args = parser.parse_args(argv)
     targets.install_cleanup()
     mode = "quick" if args.quick else "full"
@@ -368,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"mode": mode, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit(),
            "load_at_start": os.getloadavg()[0]}
     try:
-        out |= measure(PLANS[mode])
+        plan = PLANS[mode] | ({"blocks": args.blocks} if args.blocks else {})
+        out |= measure(plan, args.only)
     finally:
         targets.stop_all()
     out["rows"] = [asdict(r) | {"added_cpu_ms": r.added_cpu_ms, "added_p50_ms": r.added_p50_ms} for r in out["rows"]]
