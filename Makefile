@@ -4,7 +4,7 @@ VENV   := .venv
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.synced
 
-.PHONY: install run test clean bench bench-retrieval faults
+.PHONY: install run test clean bench bench-budgets bench-retrieval faults
 
 install: $(STAMP)
 
@@ -29,10 +29,18 @@ test: install
 	@sh tests/setup.sh
 	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
-# Chatspark vs LiteLLM proxy on one fake upstream (bench/README.md); BENCH_ARGS=--quick for ~2 minutes.
+# Chatspark vs LiteLLM proxy on one fake upstream, then the feature budgets, then the README's bench
+# section regenerated from both (bench/README.md); ≤ 10 minutes. BENCH_ARGS=--quick for ~3 minutes,
+# results in bench/results/quick/ and the README left alone.
 bench: install
 	@sh bench/setup.sh
-	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench $(BENCH_ARGS) $(if $(findstring --quick,$(BENCH_ARGS)),--out bench/results/quick)
+	$(VENV)/bin/python -m bench.budgets $(if $(findstring --quick,$(BENCH_ARGS)),--quick --out bench/results/quick)
+	$(if $(findstring --quick,$(BENCH_ARGS)),,$(VENV)/bin/python -m bench.readme)
+
+# Only the feature budgets (bench/results/budgets.md): CPU, latency and Redis round trips each adds to a turn.
+bench-budgets: install
+	$(VENV)/bin/python -m bench.budgets $(BENCH_ARGS)
 
 # Retrieval quality and speed (bench/retrieval): top-1, recall@5, MRR, no-answer; search latency by size.
 bench-retrieval: install

@@ -50,8 +50,9 @@ def _median(fn: Any) -> float:
     return statistics.median(fn() for _ in range(RUNS))
 
 
-def _variant(log_format: str | None, with_metrics: bool) -> Any:
-    """A callable measuring one configuration: µs per request through RequestContext."""
+def _variant(log_format: str | None, with_metrics: bool, direct: bool = True) -> Any:
+    """A callable measuring one configuration: µs per request through RequestContext. `direct`
+    False sends the access line through `logging` (a LogRecord and the formatter: before issue 17)."""
     from chatspark import logs, metrics
     from chatspark.request_context import RequestContext
 
@@ -63,6 +64,8 @@ def _variant(log_format: str | None, with_metrics: bool) -> Any:
         handler = logging.getLogger("chatspark").handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(_DEVNULL)
+        if not direct:
+            logs._written_by = None
         if not with_metrics:
             metrics.request_done = _no_metrics
         try:
@@ -120,6 +123,8 @@ def measure() -> list[tuple[str, float]]:
         "RequestContext, access line off, metrics on": _variant(None, True),
         "RequestContext, text access line, metrics on": _variant("text", True),
         "RequestContext, JSON access line, metrics on": _variant("json", True),
+        "RequestContext, text access line through logging (before), metrics on": _variant("text", True, direct=False),
+        "RequestContext, JSON access line through logging (before), metrics on": _variant("json", True, direct=False),
     })
     return [*rows.items(), *_seams().items()]
 

@@ -233,11 +233,14 @@ def start_proxy(name: str, fake: Fake, models: list[str], workers: int) -> Serve
     config.write_text("\n".join(lines) + "\n")
     env = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOG": "ERROR", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
+    # uvicorn kills a worker that does not answer its health check within 5 s; a proxy worker spends
+    # longer than that importing litellm on a loaded machine, so with 2 workers it was killed and
+    # respawned until the bench gave up. The check's timeout changes nothing once workers run.
     proc = spawn(name, [str(PROXY_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                        "--num_workers", str(workers)], env)
+                        "--num_workers", str(workers), "--timeout_worker_healthcheck", "120"], env)
     headers = {"authorization": f"Bearer {PROXY_MASTER_KEY}"}
     body = {"model": models[0], "messages": [{"role": "user", "content": "hello"}]}
-    wait_for_200(proc, name, port, "/v1/chat/completions", body, headers, 120)
+    wait_for_200(proc, name, port, "/v1/chat/completions", body, headers, 150)
     return Server(name, "proxy", port, proc, workers, headers, time.perf_counter() - started)
 
 
@@ -274,6 +277,42 @@ def chatspark_config(fake: Fake, backend: str, agents: list[dict[str, Any]], fie
     return "\n".join(out)
 
 
+# What the shipped config's limits become in the bench: the same checks run on every turn (the
+# per-minute counter, the test key's monthly cap: a credit held and charged), but with numbers the
+# bench's thousands of turns a minute never reach.
+SHIPPED_LIMITS = {"rate_per_minute": 1_000_000_000, "monthly_cap_test": 1_000_000_000}
+
+
+def shipped_config(fake: Fake, backend: str, agents: list[dict[str, Any]]) -> str:
+    """`config.toml` as a user runs it (access log at info, text; models with `retries = 1`; limits
+    on), with the shipped models, agents and seeded knowledge swapped for the bench's (the same
+    model settings as the shipped `gpt-4o-mini`: on `backend`, pointed at the fake) and the limits'
+    numbers raised (SHIPPED_LIMITS)."""
+    sections: list[list[str]] = [[]]
+    for line in (ROOT / "config.toml").read_text().splitlines():
+        if line.startswith("["):
+            sections.append([])
+        sections[-1].append(line)
+    kept = [lines for lines in sections
+            if not lines or not lines[0].startswith(("[models.", "[[agents]]", "[[knowledge.seed]]"))]
+    out: list[str] = []
+    for lines in kept:
+        for line in lines:
+            name = line.split("=", 1)[0].strip()
+            if lines[0].strip() == "[limits]" and name in SHIPPED_LIMITS:
+                line = f"{name} = {SHIPPED_LIMITS[name]}"
+            out.append(line)
+    for model in sorted({a["model"] for a in agents}):
+        out += [f'[models.{model}]', f'backend = "{backend}"', f'provider_model = "openai/{model}"',
+                f'api_base = "{fake.api_base}"', 'api_key_env = "BENCH_UPSTREAM_KEY"', 'context_window = 128000',
+                'max_output_tokens = 4096', 'timeout_seconds = 60', 'retries = 1', '']
+    for agent in agents:
+        out += ['[[agents]]', f'id = {agent["id"]}', f'name = "{agent["name"]}"', f'model = "{agent["model"]}"',
+                'botPersonality = "You are a friendly support assistant for Example Inc. Keep answers short."',
+                f'historyTurns = {agent["history_turns"]}', '']
+    return "\n".join(out)
+
+
 def chatspark_env(name: str, config_text: str, redis: Redis) -> dict[str, str]:
     config = workdir() / f"{name}.toml"
     config.write_text(config_text)
@@ -281,8 +320,9 @@ def chatspark_env(name: str, config_text: str, redis: Redis) -> dict[str, str]:
             "LITELLM_OFFLINE_MODE": "true", "HF_HUB_OFFLINE": "1", "LITELLM_LOG": "ERROR"}
 
 
-def create_key(env: dict[str, str]) -> str:
-    done = subprocess.run([str(VENV_BIN / "chatspark"), "keys", "create", "--name", "bench"], cwd=ROOT,
+def create_key(env: dict[str, str], *options: str) -> str:
+    """A key made as a user makes one (`chatspark keys create`, plus `options`, e.g. `--test`)."""
+    done = subprocess.run([str(VENV_BIN / "chatspark"), "keys", "create", "--name", "bench", *options], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"chatspark keys create failed: {done.stderr.strip()[-800:]}")

@@ -111,10 +111,7 @@ class RequestContext:
             value = getattr(facts, name)
             if value is not None and value is not False:
                 fields[name] = value
-        log.info(
-            "%s %s %s %.1fms", fields["method"], fields["path"], status or "-", fields["latency_ms"],
-            extra={"fields": fields},
-        )
+        logs.access(fields["method"], fields["path"], status, fields["latency_ms"], fields)
 
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))

@@ -4,8 +4,11 @@ message text."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chatspark import logs
 from chatspark.config import DEFAULT_PATH, Config
 from tests.conftest import AppServer, free_port, make_config
 from tests.fake_openai import reply
@@ -176,3 +180,67 @@ def test_text_is_the_default_with_the_facts_appended(serve):  # type: ignore[no-
     assert "POST /api/v1/agents/1/chat 200" in access[0]
     assert "route=/api/v1/agents/{agent_id}/chat" in access[0] and "agent=1 model=local" in access[0]
     assert "purple elephant" not in served.log_path.read_text()
+
+
+@pytest.fixture
+def configured_logs() -> Iterator[None]:
+    """`logs.configure` changes process-wide loggers: put them back for the tests after this one."""
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate)
+             for name in ("chatspark", "uvicorn", "uvicorn.error") for lg in [logging.getLogger(name)]}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
+    logs._written_by = None
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_access_line_written_directly_is_the_line_the_formatter_writes(configured_logs, log_format):  # type: ignore[no-untyped-def]
+    logs.configure("info", log_format)  # type: ignore[arg-type]
+    handler = logging.getLogger("chatspark").handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    handler.setStream(stream)
+    fields = {"method": "POST", "path": "/api/v1/agents/2/chat?x=%0A", "route": "/api/v1/agents/{agent_id}/chat",
+              "status": 200, "latency_ms": 12.3, "agent": 2, "model": "gpt-4o-mini", "prompt_tokens": 0,
+              "idempotent": True, "traceparent": TRACEPARENT}
+    tokens = logs.begin_request("req-direct-1", logs.RequestFacts())
+    try:
+        logs.access("POST", fields["path"], 200, 12.3, fields)
+        direct = stream.getvalue()
+        seen: list[logging.LogRecord] = []
+        handler.addFilter(lambda record: seen.append(record) or True)  # another filter: through `logging` now
+        logs.access("POST", fields["path"], 200, 12.3, fields)
+    finally:
+        logs.end_request(tokens)
+    through = stream.getvalue()[len(direct):]
+    assert len(seen) == 1 and seen[0].name == "chatspark.access"  # the second line did take the long way
+    assert direct.count("\n") == through.count("\n") == 1
+    if log_format == "json":
+        first, second = json.loads(direct), json.loads(through)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+        assert list(first) == list(second)  # same keys, same order
+        first.pop("ts"), second.pop("ts")
+        assert first == second and first["msg"] == "POST /api/v1/agents/2/chat?x=%0A 200 12.3ms"
+    else:
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+        assert re.match(stamp, direct) and re.match(stamp, through)
+        assert direct[24:] == through[24:]
+        assert direct[24:].startswith("INFO chatspark.access [req-direct-1] POST /api/v1/agents/2/chat?x=%0A 200 12.3ms route=")
+
+
+def test_the_access_line_reaches_a_capturing_handler_through_logging(configured_logs):  # type: ignore[no-untyped-def]
+    # Nothing configured (an app built by create_app in a test): the line is a LogRecord as before.
+    logs._written_by = None
+    seen: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = seen.append  # type: ignore[method-assign]
+    root = logging.getLogger("chatspark")
+    root.handlers[:], root.propagate = [capture], False
+    root.setLevel(logging.INFO)
+    logs.access("GET", "/api/v1/health", 0, 0.4, {"method": "GET", "status": None})
+    assert [r.getMessage() for r in seen] == ["GET /api/v1/health - 0.4ms"]
+    root.setLevel(logging.WARNING)
+    logs.access("GET", "/api/v1/health", 200, 0.4, {})
+    assert len(seen) == 1  # below info: no line at all
