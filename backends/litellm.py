@@ -129,21 +129,21 @@ def _openai_chat_model(provider_model: str, base: str) -> str | None:
 
 
 def _direct_request(call: ModelCall, *, stream: bool) -> ProviderRequest:
-    """The body litellm's OpenAI handler would send for `call`, built by litellm's own transformation:
-    its parameter mapping (`max_completion_tokens` for reasoning models, say) and its message rules
-    (no system role for some of them), cached per parameter set; then sent by us."""
+    """The body litellm's OpenAI handler would send for `call`: litellm's parameter mapping
+    (`max_completion_tokens` for reasoning models, say) and its message rules (no system role for
+    some models), both cached per model and parameters; then sent by us."""
     model = call.model
     key = api_key(model)  # first: a missing key fails without asking litellm anything
     base = api_base(model)
     name = _openai_chat_model(model.provider_model, base)
     assert name is not None, "only for models that take the direct path"
-    body = _chat_config(name).transform_request(
-        model=name,
-        messages=[{"role": m.role, "content": m.content} for m in call.messages],
-        optional_params=dict(_openai_params(name, call.temperature, call.output_tokens(model))),
-        litellm_params={},
-        headers={},
-    )
+    params = _openai_params(name, call.temperature, call.output_tokens(model))
+    if _sends_plain_messages_as_they_are(name, params):  # most models: skip the ~60 µs transformation
+        body: dict[str, Any] = {"model": name, "messages": call.messages, **dict(params)}
+    else:
+        body = _chat_config(name).transform_request(
+            model=name, messages=_plain(call), optional_params=dict(params), litellm_params={}, headers={}
+        )
     if stream:  # as litellm's OpenAI handler adds them to a streamed call
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -171,6 +171,26 @@ def _openai_params(name: str, temperature: float, max_tokens: int) -> tuple[tupl
     params.pop("stream_options", None)
     params.update(params.pop("extra_body", None) or {})  # what the OpenAI SDK would merge into the body
     return tuple(params.items())
+
+
+@functools.lru_cache(maxsize=1024)
+def _sends_plain_messages_as_they_are(name: str, params: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether litellm's transformation for `name` leaves a body of plain-text messages (each role)
+    and these parameters as it is: then the body is ours to build (o-series models, for one, turn
+    the system message into a user message, so they take the transformation every time)."""
+    probe = [{"role": role, "content": f"probe {role}"} for role in ("system", "user", "assistant", "user")]
+    expected = {"model": name, "messages": [dict(m) for m in probe], **dict(params)}
+    try:
+        body = _chat_config(name).transform_request(
+            model=name, messages=probe, optional_params=dict(params), litellm_params={}, headers={}
+        )
+    except Exception:  # let the real call say what is wrong
+        return False
+    return body == expected
+
+
+def _plain(call: ModelCall) -> list[dict[str, Any]]:
+    return [{"role": m.role, "content": m.content} for m in call.messages]
 
 
 @functools.lru_cache(maxsize=256)
