@@ -111,11 +111,16 @@ def create() -> LitellmBackend:
 
 def takes_direct_path(model: ModelSettings) -> bool:
     """Whether we send this model's requests ourselves (see the module docstring)."""
-    return model.relay == "direct" and _openai_chat_model(model.provider_model, api_base(model)) is not None
+    return model.relay == "direct" and _openai_chat_model(model.provider_model, _configured_base(model)) is not None
+
+
+def _configured_base(model: ModelSettings) -> str | None:
+    """The endpoint the configuration names, if any: what litellm sees on either path."""
+    return model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
 
 
 @functools.lru_cache(maxsize=256)
-def _openai_chat_model(provider_model: str, base: str) -> str | None:
+def _openai_chat_model(provider_model: str, base: str | None) -> str | None:
     """OpenAI's name for `provider_model` when litellm resolves it (at `base`) to OpenAI's
     chat-completions API; None for any other provider or API."""
     try:
@@ -135,8 +140,7 @@ def _direct_request(call: ModelCall, *, stream: bool) -> ProviderRequest:
     some models), both cached per model and parameters; then sent by us."""
     model = call.model
     key = api_key(model)  # first: a missing key fails without asking litellm anything
-    base = api_base(model)
-    name = _openai_chat_model(model.provider_model, base)
+    name = _openai_chat_model(model.provider_model, _configured_base(model))
     assert name is not None, "only for models that take the direct path"
     params = _openai_params(name, call.temperature, call.output_tokens(model))
     if _sends_plain_messages_as_they_are(name, params):  # most models: skip the ~60 µs transformation
@@ -150,7 +154,7 @@ def _direct_request(call: ModelCall, *, stream: bool) -> ProviderRequest:
         body["stream_options"] = {"include_usage": True}
     organization = litellm.organization or os.environ.get("OPENAI_ORGANIZATION")
     headers = {"OpenAI-Organization": organization} if organization else {}
-    return provider_request(body, api_base=base, api_key=key, stream=stream, headers=headers)
+    return provider_request(body, api_base=api_base(model), api_key=key, stream=stream, headers=headers)
 
 
 def _mapped_direct_request(call: ModelCall, *, stream: bool) -> ProviderRequest:
@@ -202,11 +206,7 @@ def _chat_config(name: str) -> Any:
 
 def _request(call: ModelCall) -> dict[str, Any]:
     """litellm.acompletion arguments; raises (without calling out) when no key is configured."""
-    key_env = call.model.api_key_env or "OPENAI_API_KEY"
-    api_key = os.environ.get(key_env)
-    if not api_key:
-        raise ProviderError(f"no API key configured for model {call.model.name}: set {key_env}", retryable=False)
-    api_base = call.model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    key = api_key(call.model)
     return {
         "model": call.model.provider_model,
         "messages": [{"role": m.role, "content": m.content} for m in call.messages],
@@ -214,8 +214,8 @@ def _request(call: ModelCall) -> dict[str, Any]:
         "max_tokens": call.output_tokens(call.model),
         "timeout": call.model.timeout_seconds,
         "max_retries": 0,  # the SDK would retry twice on its own; we retry in our loop
-        "api_key": api_key,
-        "api_base": api_base,
+        "api_key": key,
+        "api_base": _configured_base(call.model),
     }
 
 
