@@ -39,6 +39,10 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_base: str | None = None
     # Name of the environment variable holding the key; else OPENAI_API_KEY.
     api_key_env: str | None = None
+    # litellm backend only: who sends a request litellm resolved to OpenAI's chat API (any
+    # OpenAI-compatible server). "direct": litellm maps the parameters, backends.openai sends and
+    # relays (~10x less CPU); "litellm": litellm's own HTTP path. Other providers always use litellm's.
+    relay: Literal["direct", "litellm"] = "direct"
 
 
 class Excerpt(msgspec.Struct, frozen=True):

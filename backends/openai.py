@@ -15,7 +15,7 @@ import functools
 import math
 import os
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 import aiohttp
 import msgspec
@@ -75,13 +75,16 @@ _SAFE_WORD = re.compile(r"[A-Za-z_]{1,40}")  # a provider's error type, fit for 
 _CONTEXT_TOO_LONG = re.compile(r"context_length_exceeded|context length|context window|context_window", re.I)
 
 
-class _Request(msgspec.Struct, frozen=True):
+class ProviderRequest(msgspec.Struct, frozen=True):
+    """One chat-completions request, ready to send: built here (`provider_request`) or by the litellm
+    backend, which resolves the provider and its parameters through litellm and sends it through us."""
+
     url: str
     body: bytes  # holds the user's messages
     headers: dict[str, str]  # holds the key
 
     def __repr__(self) -> str:  # tracebacks and debuggers print locals: show neither key nor content
-        return f"_Request({self.url!r})"
+        return f"ProviderRequest({self.url!r})"
 
 
 class OpenAIBackend:
@@ -91,11 +94,19 @@ class OpenAIBackend:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     async def complete(self, call: ModelCall) -> Completion:
-        request = _request(call, stream=False)
-        return await complete_with_retries(call.model, functools.partial(self._complete_once, call, request))
+        return await self.send(call, _request(call, stream=False))
 
     def stream(self, call: ModelCall) -> AsyncGenerator[Delta, None]:
-        return stream_with_retries(call.model, lambda: self._stream_once(call, _request(call, stream=True)))
+        return self.relay(call, lambda: _request(call, stream=True))
+
+    async def send(self, call: ModelCall, request: ProviderRequest) -> Completion:
+        """The answer to `call`, asked with `request` (a non-streaming one), retried as `call.model` says."""
+        return await complete_with_retries(call.model, functools.partial(self._complete_once, call, request))
+
+    def relay(self, call: ModelCall, request: Callable[[], ProviderRequest]) -> AsyncGenerator[Delta, None]:
+        """The deltas of `call`, streamed with `request()` (a streaming one; built at the first
+        `__anext__`, so its errors are the stream's), retried before the first delta."""
+        return stream_with_retries(call.model, lambda: self._stream_once(call, request()))
 
     async def warmup(self, model: ModelSettings) -> None:
         """Make this loop's session now (no network): the first call then skips that."""
@@ -127,7 +138,7 @@ class OpenAIBackend:
             self._sessions[loop] = session
         return session
 
-    async def _complete_once(self, call: ModelCall, request: _Request) -> Completion:
+    async def _complete_once(self, call: ModelCall, request: ProviderRequest) -> Completion:
         model = call.model
         try:
             async with self._session().post(
@@ -148,7 +159,7 @@ class OpenAIBackend:
         text = (message.content if message is not None else None) or ""
         return Completion(text, _usage(answer.usage, call, text))
 
-    async def _stream_once(self, call: ModelCall, request: _Request) -> AsyncGenerator[Delta, None]:
+    async def _stream_once(self, call: ModelCall, request: ProviderRequest) -> AsyncGenerator[Delta, None]:
         """One attempt: the deltas of one upstream response, then a last empty delta with usage."""
         model = call.model
         response: aiohttp.ClientResponse | None = None
@@ -218,16 +229,9 @@ def create() -> OpenAIBackend:
     return OpenAIBackend()
 
 
-def _request(call: ModelCall, *, stream: bool) -> _Request:
+def _request(call: ModelCall, *, stream: bool) -> ProviderRequest:
     """The HTTP request of a call; raises (without calling out) when no key is configured."""
     model = call.model
-    key_env = model.api_key_env or "OPENAI_API_KEY"
-    api_key = os.environ.get(key_env)
-    if not api_key:
-        raise ProviderError(f"no API key configured for model {model.name}: set {key_env}", retryable=False)
-    api_base = (
-        model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or DEFAULT_API_BASE
-    )
     body: dict[str, object] = {
         "model": model.provider_model.removeprefix("openai/") or model.name,
         "messages": call.messages,  # Message structs encode as {"role", "content"}
@@ -237,12 +241,37 @@ def _request(call: ModelCall, *, stream: bool) -> _Request:
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    headers = {
-        "Authorization": f"Bearer {api_key}",
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream" if stream else "application/json",
-    }
-    return _Request(f"{api_base.rstrip('/')}/chat/completions", _encode(body), headers)
+    return provider_request(body, api_base=api_base(model), api_key=api_key(model), stream=stream)
+
+
+def api_key(model: ModelSettings) -> str:
+    """The model's key (from `api_key_env`, else OPENAI_API_KEY); raises, without calling out, when unset."""
+    key_env = model.api_key_env or "OPENAI_API_KEY"
+    key = os.environ.get(key_env)
+    if not key:
+        raise ProviderError(f"no API key configured for model {model.name}: set {key_env}", retryable=False)
+    return key
+
+
+def api_base(model: ModelSettings) -> str:
+    """The model's endpoint: `api_base`, else OPENAI_BASE_URL / OPENAI_API_BASE, else OpenAI's."""
+    return model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or DEFAULT_API_BASE
+
+
+def provider_request(
+    body: Mapping[str, object], *, api_base: str, api_key: str, stream: bool, headers: Mapping[str, str] = {}
+) -> ProviderRequest:
+    """`body` (a chat-completions body; msgspec Structs allowed) as a request to `api_base`."""
+    return ProviderRequest(
+        f"{api_base.rstrip('/')}/chat/completions",
+        _encode(body),
+        {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+            **headers,
+        },
+    )
 
 
 @functools.lru_cache(maxsize=64)

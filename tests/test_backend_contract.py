@@ -1,6 +1,8 @@
 """The contract every HTTP model backend keeps (see `backends.base`), run against each of them: the
-litellm backend (litellm's real HTTP path) and the direct OpenAI-compatible one (aiohttp + msgspec),
-both against the fake OpenAI server on 127.0.0.1.
+litellm backend as shipped (litellm resolves the request, `backends.openai` relays it: `relay =
+"direct"`), the litellm backend on litellm's own HTTP path (`relay = "litellm"`, the path every
+non-OpenAI provider takes) and the direct OpenAI-compatible one (aiohttp + msgspec), all against the
+fake OpenAI server on 127.0.0.1.
 
 Where a backend legitimately differs, the test says so with a per-backend expectation. What only one
 backend has (litellm's offline mode, the openai backend's byte-level framing, sessions and pooling)
@@ -27,6 +29,7 @@ import pytest
 from backends import load_backend
 from backends.base import (
     Backend,
+    Completion,
     ContextTooLong,
     Delta,
     Message,
@@ -49,7 +52,7 @@ from tests.fake_openai import (
     slow,
 )
 
-BACKENDS = ("litellm", "openai")
+BACKENDS = ("litellm", "litellm-http", "openai")  # litellm-http: the litellm backend, relay = "litellm"
 KEY_ENV = "CHATSPARK_TEST_BACKEND_KEY"
 KEY = "sk-fake-test-key-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +73,36 @@ def backend_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+class LitellmHttp:
+    """The litellm backend with every model set to `relay = "litellm"`: litellm's own HTTP path."""
+
+    def __init__(self) -> None:
+        self._backend = load_backend("litellm")
+
+    async def complete(self, call: ModelCall) -> Completion:
+        return await self._backend.complete(self._own_http(call))
+
+    def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
+        return self._backend.stream(self._own_http(call))
+
+    async def warmup(self, settings: ModelSettings) -> None:
+        await self._backend.warmup(msgspec.structs.replace(settings, relay="litellm"))  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()
+
+    @staticmethod
+    def _own_http(call: ModelCall) -> ModelCall:
+        return msgspec.structs.replace(call, model=msgspec.structs.replace(call.model, relay="litellm"))
+
+
+def make_backend(backend_name: str) -> Backend:
+    return LitellmHttp() if backend_name == "litellm-http" else load_backend(backend_name)
+
+
 @pytest.fixture
 async def backend(backend_name: str, backend_env: None) -> AsyncIterator[Backend]:
-    made = load_backend(backend_name)
+    made = make_backend(backend_name)
     yield made
     await made.aclose()
 
@@ -387,9 +417,12 @@ async def test_a_stream_stalling_after_its_first_delta_times_out(backend: Backen
     assert len(fake_openai.requests) == 1
 
 
-# What each backend can tell about a 200 whose body is not an event stream: the openai backend sees the
-# content type; litellm turns such a body into an empty stream, so "no answer at all" is its only tell.
-NOT_SSE_MESSAGE = {"litellm": "carried no answer", "openai": "without an event stream"}
+# What each backend can tell about a 200 whose body is not an event stream: the openai backend (and the
+# litellm backend's direct relay through it) sees the content type; litellm's own HTTP path turns such a
+# body into an empty stream, so "no answer at all" is its only tell.
+NOT_SSE_MESSAGE = {
+    "litellm": "without an event stream", "litellm-http": "carried no answer", "openai": "without an event stream"
+}
 
 
 @pytest.mark.anyio
@@ -444,12 +477,12 @@ def hook(event, args):
     elif event == "socket.getaddrinfo":
         events.append(["getaddrinfo", repr(args[0])])
 sys.addaudithook(hook)
-name, base_url = sys.argv[1:3]
+name, relay, base_url = sys.argv[1:4]
 module = importlib.import_module("backends." + name)
 from backends.base import Message, ModelCall, ModelSettings
 after_import = list(events)
 settings = ModelSettings(name="m", backend=name, provider_model="openai/gpt-4o-mini", api_base=base_url,
-                         api_key_env="AUDIT_KEY")
+                         api_key_env="AUDIT_KEY", relay=relay)
 call = ModelCall(model=settings, messages=(Message("user", "hi"),), temperature=0.0)
 async def main():
     backend = module.create()
@@ -463,7 +496,8 @@ print(json.dumps({"after_import": after_import, "all": events, "offline": os.env
 """
 
 # The openai backend must import and run without a single warning; litellm's own imports are not ours to fix.
-_AUDIT_PYTHON_FLAGS = {"litellm": [], "openai": ["-W", "error"]}
+_AUDIT_PYTHON_FLAGS = {"litellm": [], "litellm-http": [], "openai": ["-W", "error"]}
+_AUDIT_RUNS = {"litellm": ("litellm", "direct"), "litellm-http": ("litellm", "litellm"), "openai": ("openai", "direct")}
 
 
 @functools.cache
@@ -473,7 +507,8 @@ def audit(backend_name: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "OPENAI_", "HF_"))}
     with FakeOpenAI() as fake:
         result = subprocess.run(
-            [sys.executable, *_AUDIT_PYTHON_FLAGS[backend_name], "-c", _AUDIT_SCRIPT, backend_name, fake.base_url],
+            [sys.executable, *_AUDIT_PYTHON_FLAGS[backend_name], "-c", _AUDIT_SCRIPT, *_AUDIT_RUNS[backend_name],
+             fake.base_url],
             cwd=ROOT, env={**env, "AUDIT_KEY": "sk-audit"}, capture_output=True, text=True, timeout=90,
         )
         assert result.returncode == 0, result.stderr[-3000:]
