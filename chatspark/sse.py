@@ -3,10 +3,16 @@
 Starlette's StreamingResponse notices a vanished client only when a write fails, which for a
 silent model can be minutes; here a watcher reads `http.disconnect` and cancels the producer at
 once, which closes the model's upstream connection.
+
+Per event this costs a list append and, when the writer is idle, one future: the producer task
+queues events, the writer sends whatever queued up since its last send in one `send()` (a
+provider's burst of chunks read at once leaves as one write), and one timer per ping interval (not
+one cancel scope per event) decides when a silence needs a ping (bench/profiles/stream.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -30,6 +36,7 @@ HEADERS = {
     # Never compressed: a gzip layer would hold events back until its buffer fills.
     "content-encoding": "identity",
 }
+_RAW_HEADERS = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()]
 
 
 class EventStream:
@@ -43,7 +50,7 @@ class EventStream:
     ) -> None:
         self.events = events
         self.ping_seconds = ping_seconds
-        self.headers = {**HEADERS, **(headers or {})}
+        self.headers = {**HEADERS, **headers} if headers else HEADERS
         # Runs however the response ends, even if the producer never started (a client that left
         # at once): it releases what the producer would have released.
         self.on_close = on_close
@@ -58,38 +65,102 @@ class EventStream:
                     await self.on_close()
 
     async def _respond(self, receive: Receive, send: Send) -> None:
-        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        raw_headers = _RAW_HEADERS if self.headers is HEADERS else [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         await send({"type": "http.response.body", "body": PING, "more_body": True})
-        events_out, events_in = anyio.create_memory_object_stream[bytes](16)
-
+        relay = _Relay(asyncio.get_running_loop(), self.ping_seconds)
         async with anyio.create_task_group() as tasks:
-
-            async def produce() -> None:
-                async with events_out, aclosing(self.events) as events:  # type: ignore[type-var]
-                    async for event in events:
-                        await events_out.send(event)
-
-            finished = False
 
             async def watch_disconnect() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                if not finished:
+                if not relay.finished:
                     log.info("client disconnected; cancelling the stream")
                 tasks.cancel_scope.cancel()
 
             tasks.start_soon(watch_disconnect)
-            tasks.start_soon(produce)
-            async with events_in:
-                while True:
-                    event = None
-                    with anyio.move_on_after(self.ping_seconds):
-                        try:
-                            event = await events_in.receive()
-                        except anyio.EndOfStream:
-                            break
-                    await send({"type": "http.response.body", "body": event or PING, "more_body": True})
-            finished = True
+            tasks.start_soon(relay.produce, self.events)
+            try:
+                await relay.write(send)
+            finally:
+                relay.stop_pings()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             tasks.cancel_scope.cancel()
+
+
+class _Relay:
+    """The queue between one producer task and the response's writer, and the ping timer."""
+
+    __slots__ = ("_loop", "_ping_seconds", "_pending", "_waiter", "_ended", "_ping_due", "_last_sent", "_timer",
+                 "finished")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ping_seconds: float) -> None:
+        self._loop = loop
+        self._ping_seconds = ping_seconds
+        self._pending: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None  # while the writer has nothing to send
+        self._ended = False  # the producer returned (or failed: the task group then cancels the writer)
+        self._ping_due = False
+        self._last_sent = loop.time()
+        self._timer: asyncio.TimerHandle | None = loop.call_at(self._last_sent + ping_seconds, self._tick)
+        self.finished = False  # the whole stream went out
+
+    async def produce(self, events: AsyncIterator[bytes]) -> None:
+        pending = self._pending
+        try:
+            async with aclosing(events) as each:  # type: ignore[type-var]
+                async for event in each:
+                    pending.append(event)
+                    waiter = self._waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._ended = True
+            self._wake()
+
+    async def write(self, send: Send) -> None:
+        """Sends queued events (all of them in one message) until the producer has ended."""
+        pending = self._pending
+        loop = self._loop
+        while True:
+            if pending:
+                body = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                self._ping_due = False
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                self._last_sent = loop.time()
+            elif self._ended:
+                self.finished = True
+                return
+            elif self._ping_due:
+                self._ping_due = False
+                await send({"type": "http.response.body", "body": PING, "more_body": True})
+                self._last_sent = loop.time()
+            else:
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+
+    def stop_pings(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        """Once per ping interval: a ping when nothing went out for a whole interval."""
+        now = self._loop.time()
+        due = self._last_sent + self._ping_seconds
+        if now >= due:
+            self._ping_due = True
+            self._wake()
+            due = now + self._ping_seconds
+        self._timer = self._loop.call_at(due, self._tick)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
