@@ -70,42 +70,42 @@ class EventStream:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         await send({"type": "http.response.body", "body": PING, "more_body": True})
-        relay = _Relay(asyncio.get_running_loop(), self.ping_seconds)
-        async with anyio.create_task_group() as tasks:
-
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                if not relay.finished:
-                    log.info("client disconnected; cancelling the stream")
-                tasks.cancel_scope.cancel()
-
-            tasks.start_soon(watch_disconnect)
-            tasks.start_soon(relay.produce, self.events)
-            try:
-                await relay.write(send)
-            finally:
-                relay.stop_pings()
+        loop = asyncio.get_running_loop()
+        relay = _Relay(loop, self.ping_seconds)
+        # Two plain asyncio tasks (the backends are asyncio's already): an anyio task group costs
+        # more to set up than the rest of a stream's first event (bench/profiles/stream.md).
+        producer = loop.create_task(relay.produce(self.events))
+        watcher = loop.create_task(relay.watch_disconnect(receive, producer))
+        try:
+            await relay.write(send)
+        finally:
+            relay.stop_pings()
+            watcher.cancel()
+            producer.cancel()  # (a no-op once it returned) closes the upstream when we are cancelled
+            await asyncio.wait((producer, watcher))
+        if relay.failure is not None:
+            raise relay.failure
+        if not relay.disconnected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            tasks.cancel_scope.cancel()
 
 
 class _Relay:
     """The queue between one producer task and the response's writer, and the ping timer."""
 
     __slots__ = ("_loop", "_ping_seconds", "_pending", "_waiter", "_ended", "_ping_due", "_last_sent", "_timer",
-                 "finished")
+                 "disconnected", "failure")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ping_seconds: float) -> None:
         self._loop = loop
         self._ping_seconds = ping_seconds
         self._pending: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None  # while the writer has nothing to send
-        self._ended = False  # the producer returned (or failed: the task group then cancels the writer)
+        self._ended = False  # the producer returned, failed, or was cancelled
         self._ping_due = False
         self._last_sent = loop.time()
         self._timer: asyncio.TimerHandle | None = loop.call_at(self._last_sent + ping_seconds, self._tick)
-        self.finished = False  # the whole stream went out
+        self.disconnected = False  # the client left before the stream ended
+        self.failure: Exception | None = None  # what the producer raised
 
     async def produce(self, events: AsyncIterator[bytes]) -> None:
         pending = self._pending
@@ -116,15 +116,26 @@ class _Relay:
                     waiter = self._waiter
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
+        except Exception as exc:
+            self.failure = exc
         finally:
             self._ended = True
             self._wake()
+
+    async def watch_disconnect(self, receive: Receive, producer: asyncio.Task[None]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self._ended:
+            log.info("client disconnected; cancelling the stream")
+        self.disconnected = True
+        producer.cancel()
+        self._wake()
 
     async def write(self, send: Send) -> None:
         """Sends queued events (all of them in one message) until the producer has ended."""
         pending = self._pending
         loop = self._loop
-        while True:
+        while not self.disconnected:
             if pending:
                 body = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending.clear()
@@ -132,7 +143,6 @@ class _Relay:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 self._last_sent = loop.time()
             elif self._ended:
-                self.finished = True
                 return
             elif self._ping_due:
                 self._ping_due = False
