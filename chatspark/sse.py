@@ -72,8 +72,8 @@ class EventStream:
         await send({"type": "http.response.body", "body": PING, "more_body": True})
         loop = asyncio.get_running_loop()
         relay = _Relay(loop, self.ping_seconds)
-        # Two plain asyncio tasks (the backends are asyncio's already): an anyio task group costs
-        # more to set up than the rest of a stream's first event (bench/profiles/stream.md).
+        # Two plain asyncio tasks (the backends are asyncio's already): an anyio task group's spawns
+        # were ~4% of a worker's CPU while 2,000 streams opened (bench/profiles/stream.md).
         producer = loop.create_task(relay.produce(self.events))
         watcher = loop.create_task(relay.watch_disconnect(receive, producer))
         try:
@@ -83,6 +83,8 @@ class EventStream:
             watcher.cancel()
             producer.cancel()  # (a no-op once it returned) closes the upstream when we are cancelled
             await asyncio.wait((producer, watcher))
+            if not watcher.cancelled() and watcher.exception() is not None:  # a receive() that failed
+                log.warning("the disconnect watcher failed", exc_info=watcher.exception())
         if relay.failure is not None:
             raise relay.failure
         if not relay.disconnected:
