@@ -7,7 +7,8 @@ once, which closes the model's upstream connection.
 Per event this costs a list append and, when the writer is idle, one future: the producer task
 queues events, the writer sends whatever queued up since its last send in one `send()` (a
 provider's burst of chunks read at once leaves as one write), and one timer per ping interval (not
-one cancel scope per event) decides when a silence needs a ping (bench/profiles/stream.md).
+one cancel scope per event) decides when a silence needs a ping (bench/profiles/stream.md). The
+queue is bounded: a client that stops reading stops the reads from the model.
 """
 
 from __future__ import annotations
@@ -94,14 +95,20 @@ class EventStream:
 class _Relay:
     """The queue between one producer task and the response's writer, and the ping timer."""
 
-    __slots__ = ("_loop", "_ping_seconds", "_pending", "_waiter", "_ended", "_ping_due", "_last_sent", "_timer",
-                 "disconnected", "failure")
+    __slots__ = ("_loop", "_ping_seconds", "_pending", "_waiter", "_room", "_ended", "_ping_due", "_last_sent",
+                 "_timer", "disconnected", "failure")
+
+    # Events queued at most: past this the producer waits for the writer, so a client that stops
+    # reading stops the reads from the model too (backpressure up to the provider's socket) instead
+    # of the whole answer piling up here.
+    MAX_QUEUED = 32
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ping_seconds: float) -> None:
         self._loop = loop
         self._ping_seconds = ping_seconds
         self._pending: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None  # while the writer has nothing to send
+        self._room: asyncio.Future[None] | None = None  # while the producer waits for the writer
         self._ended = False  # the producer returned, failed, or was cancelled
         self._ping_due = False
         self._last_sent = loop.time()
@@ -118,6 +125,12 @@ class _Relay:
                     waiter = self._waiter
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
+                    if len(pending) >= self.MAX_QUEUED:
+                        self._room = self._loop.create_future()
+                        try:
+                            await self._room
+                        finally:
+                            self._room = None
         except Exception as exc:
             self.failure = exc
         finally:
@@ -141,6 +154,9 @@ class _Relay:
             if pending:
                 body = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending.clear()
+                room = self._room
+                if room is not None and not room.done():
+                    room.set_result(None)
                 self._ping_due = False
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 self._last_sent = loop.time()
