@@ -95,6 +95,11 @@ class TurnResources:
             await self._credits.charge(credit)
 
     async def release(self) -> None:
+        if self._lease is None and self._credit is None:
+            # Nothing left to give back (a stored turn): the callbacks would all be no-ops, and a
+            # shielded scope costs anyio's backend lookup on every turn.
+            self._stack.pop_all()
+            return
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
 

@@ -29,14 +29,27 @@ def frame(event_id: int, payload: bytes) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event_id, payload)
 
 
-async def turn_frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[Frame]:
+class Outcome:
+    """What `turn_events` reports beside its frames: the status of the turn (see `Frame.status`),
+    set before the last frame is yielded."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+
+async def turn_events(turns: Turns, turn: PreparedTurn, outcome: Outcome | None = None) -> AsyncIterator[bytes]:
+    """The turn's frames, numbered from 1, as bytes: what a direct stream sends (one generator
+    between the model's deltas and the socket, not two)."""
     event_id = 0
     status = 200
+    encode = _encoder.encode
     try:
         async with aclosing(turns.stream(turn)) as events:  # type: ignore[type-var]
             async for event in events:
                 event_id += 1
-                yield Frame(event_id, frame(event_id, _encoder.encode(event)))
+                yield b"id: %d\ndata: %s\n\n" % (event_id, encode(event))
     except Exception as exc:
         error = contract_error(exc)
         if isinstance(error, InternalError) and error is not exc:  # not one we know: a bug
@@ -47,10 +60,22 @@ async def turn_frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[Frame]:
         # A new conversation exists only once its first turn is stored: a failed first turn names
         # no conversation (its id would answer 404).
         conversation_id = "" if turn.is_new else turn.conversation_id
-        yield Frame(event_id, frame(event_id, failure(conversation_id, error)))
+        yield frame(event_id, failure(conversation_id, error))
     finally:
         await turn.resources.release()
-    yield Frame(event_id + 1, frame(event_id + 1, b"[DONE]"), status)
+    if outcome is not None:
+        outcome.status = status
+    yield frame(event_id + 1, b"[DONE]")
+
+
+async def turn_frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[Frame]:
+    """The same frames with their ids, the last one with the turn's status (for the turn journal)."""
+    outcome = Outcome()
+    event_id = 0
+    async with aclosing(turn_events(turns, turn, outcome)) as events:  # type: ignore[type-var]
+        async for data in events:
+            event_id += 1
+            yield Frame(event_id, data, outcome.status)
 
 
 def failure(conversation_id: str, cause: ApiError) -> bytes:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
+import pytest
 
 from chatspark.store.layout import Layout
 
@@ -93,3 +95,63 @@ def test_errors_before_the_stream_starts_are_plain_json(live_client):  # type: i
     assert json.loads(raw)["error"]["code"] == "VALIDATION_ERROR"
     response, raw = read_stream(live_client, 1, message="hi", conversationId="B" * 32)
     assert response.status_code == 404
+
+
+async def _events_then_close(send_log: list[dict[str, object]], *burst: bytes) -> None:
+    from chatspark.sse import EventStream
+
+    async def events():  # type: ignore[no-untyped-def]
+        for event in burst:  # a provider's burst: every event ready without waiting
+            yield event
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()  # the client stays
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        send_log.append(message)
+
+    await EventStream(events(), ping_seconds=30)({"type": "http"}, receive, send)
+
+
+@pytest.mark.anyio
+async def test_events_queued_together_leave_in_one_write():  # type: ignore[no-untyped-def]
+    sent: list[dict[str, object]] = []
+    await _events_then_close(sent, b"id: 1\ndata: a\n\n", b"id: 2\ndata: b\n\n", b"id: 3\ndata: [DONE]\n\n")
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
+    # The leading ping, the three events in one body, the end of the response.
+    assert bodies == [b": ping\n", b"id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: [DONE]\n\n", b""]
+    assert sent[-1]["more_body"] is False
+
+
+@pytest.mark.anyio
+async def test_a_client_that_stops_reading_stops_the_reads_from_the_model():  # type: ignore[no-untyped-def]
+    from chatspark.sse import EventStream, _Relay
+
+    pulled = 0
+    stuck = asyncio.Event()
+
+    async def events():  # type: ignore[no-untyped-def]
+        nonlocal pulled
+        for n in range(1000):
+            pulled += 1
+            yield b"id: %d\ndata: x\n\n" % n
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        if message.get("body", b"").startswith(b"id: "):  # type: ignore[union-attr]
+            stuck.set()
+            await asyncio.Event().wait()  # the client's window is full: this write never completes
+
+    response = asyncio.ensure_future(EventStream(events(), ping_seconds=30)({"type": "http"}, receive, send))
+    await stuck.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # The answer does not pile up in memory: the model's stream is read a bounded way ahead.
+    assert pulled <= 2 * _Relay.MAX_QUEUED
+    response.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await response

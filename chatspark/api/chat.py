@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,8 +14,8 @@ from chatspark.idempotent_turns import Claim
 from chatspark.schemas import ChatRequest
 from chatspark.services import Services
 from chatspark.sse import EventStream
-from chatspark.turn import PreparedTurn, Turns, new_conversation_id
-from chatspark.turn_events import turn_frames
+from chatspark.turn import new_conversation_id
+from chatspark.turn_events import turn_events
 
 REPLAYED = {"idempotent-replayed": "true"}
 
@@ -44,14 +43,8 @@ async def answer(
         return json_response(await svc.turns.complete(turn))
     # on_close: a client that left before the stream started still gives the turn's lease and credit back.
     return EventStream(
-        _frames(svc.turns, turn), ping_seconds=svc.config.server.ping_seconds, on_close=turn.resources.release
+        turn_events(svc.turns, turn), ping_seconds=svc.config.server.ping_seconds, on_close=turn.resources.release
     )
-
-
-async def _frames(turns: Turns, turn: PreparedTurn) -> AsyncIterator[bytes]:
-    async with aclosing(turn_frames(turns, turn)) as frames:  # type: ignore[type-var]
-        async for f in frames:
-            yield f.data
 
 
 async def _idempotent(

@@ -41,8 +41,8 @@ from chatspark.openai_wire import (
 from chatspark.schemas import ChatRequest, ChatResponse
 from chatspark.services import Services
 from chatspark.sse import EventStream
-from chatspark.turn import ClientContext, PreparedTurn
-from chatspark.turn_events import turn_frames
+from chatspark.turn import ClientContext
+from chatspark.turn_events import turn_events
 
 log = logging.getLogger("chatspark.openai")
 CONVERSATION_HEADER = "chatspark-conversation-id"
@@ -113,7 +113,7 @@ async def chat_completions(request: Request) -> Response | EventStream:
         if not body.streaming:
             answer = await svc.turns.complete(turn)
             return _completion_response(completion(answer, model, created), headers)
-        frames = _direct_frames(svc, turn)
+        frames = turn_events(svc.turns, turn)
         chunks = _chunks(frames, completion_id(turn.message_id), model, created, include_usage)
         return EventStream(chunks, ping_seconds=svc.config.server.ping_seconds, headers=headers,
                            on_close=turn.resources.release)
@@ -180,12 +180,6 @@ def _replayed_error(status: int, payload: bytes) -> Response:
 
 def _completion_response(answer: object, headers: dict[str, str]) -> Response:
     return Response(_encoder.encode(answer), headers=headers, media_type="application/json")
-
-
-async def _direct_frames(svc: Services, turn: PreparedTurn) -> AsyncIterator[bytes]:
-    async with aclosing(turn_frames(svc.turns, turn)) as frames:  # type: ignore[type-var]
-        async for f in frames:
-            yield f.data
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
