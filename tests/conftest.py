@@ -12,9 +12,11 @@ arrives, a client hanging up, the HTTP parser. `spawn_server` is `chatspark serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import sys
 import socket
 import subprocess
@@ -305,6 +307,7 @@ class SpawnedServer:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() takes `serve --workers N`'s workers too
         )
 
     def wait_ready(self, timeout: float = 60) -> SpawnedServer:
@@ -325,8 +328,10 @@ class SpawnedServer:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=options.pop("timeout", 30), **options)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        # The whole group: killing only the supervisor of `serve --workers N` left its workers
+        # running, orphaned, after the suite.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
         self._log.close()
 
