@@ -266,15 +266,7 @@ def chatspark_config(fake: Fake, backend: str, agents: list[dict[str, Any]], fie
     limits = [f"{k} = {v}" for k, v in BENCH_LIMITS.items() if k in fields.get("limits", [])]
     if limits:
         out += ["[limits]", *limits, ""]
-    for model in sorted({a["model"] for a in agents}):
-        out += [f'[models.{model}]', f'backend = "{backend}"', f'provider_model = "openai/{model}"',
-                f'api_base = "{fake.api_base}"', 'api_key_env = "BENCH_UPSTREAM_KEY"', 'context_window = 128000',
-                'max_output_tokens = 4096', 'timeout_seconds = 60', 'retries = 0', '']
-    for agent in agents:
-        out += ['[[agents]]', f'id = {agent["id"]}', f'name = "{agent["name"]}"', f'model = "{agent["model"]}"',
-                'botPersonality = "You are a friendly support assistant for Example Inc. Keep answers short."',
-                f'historyTurns = {agent["history_turns"]}', '']
-    return "\n".join(out)
+    return "\n".join(out + _models_and_agents(fake, backend, agents, retries=0))
 
 
 # What the shipped config's limits become in the bench: the same checks run on every turn (the
@@ -302,15 +294,21 @@ def shipped_config(fake: Fake, backend: str, agents: list[dict[str, Any]]) -> st
             if lines[0].strip() == "[limits]" and name in SHIPPED_LIMITS:
                 line = f"{name} = {SHIPPED_LIMITS[name]}"
             out.append(line)
+    return "\n".join(out + _models_and_agents(fake, backend, agents, retries=1))
+
+
+def _models_and_agents(fake: Fake, backend: str, agents: list[dict[str, Any]], *, retries: int) -> list[str]:
+    """One model per fake model name (all on `backend`, pointed at the fake), one agent per scenario."""
+    out: list[str] = []
     for model in sorted({a["model"] for a in agents}):
         out += [f'[models.{model}]', f'backend = "{backend}"', f'provider_model = "openai/{model}"',
                 f'api_base = "{fake.api_base}"', 'api_key_env = "BENCH_UPSTREAM_KEY"', 'context_window = 128000',
-                'max_output_tokens = 4096', 'timeout_seconds = 60', 'retries = 1', '']
+                'max_output_tokens = 4096', 'timeout_seconds = 60', f'retries = {retries}', '']
     for agent in agents:
         out += ['[[agents]]', f'id = {agent["id"]}', f'name = "{agent["name"]}"', f'model = "{agent["model"]}"',
                 'botPersonality = "You are a friendly support assistant for Example Inc. Keep answers short."',
                 f'historyTurns = {agent["history_turns"]}', '']
-    return "\n".join(out)
+    return out
 
 
 def chatspark_env(name: str, config_text: str, redis: Redis) -> dict[str, str]:
