@@ -95,16 +95,18 @@ def test_serve_dev_without_redis_uses_the_embedded_store_and_prints_a_working_ke
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
             try:
-                health = httpx.get(base + "/api/v1/health")
+                health = httpx.get(base + "/api/v1/health", timeout=30)  # slack for a loaded 2-core machine
                 break
             except httpx.ConnectError:
                 time.sleep(0.1)
         assert health.json()["store"] == "embedded"
         headers = {"authorization": f"Bearer {key}"}
-        first = httpx.post(base + "/api/v1/agents/1/chat", json={"message": "When are you open?"}, headers=headers)
+        first = httpx.post(base + "/api/v1/agents/1/chat", json={"message": "When are you open?"}, headers=headers,
+                           timeout=30)
         assert first.status_code == 200 and "Monday" in first.json()["text"]
         cid = first.json()["conversationId"]
-        second = httpx.post(base + "/api/v1/agents/1/chat", json={"message": "and weekends?", "conversationId": cid}, headers=headers)
+        second = httpx.post(base + "/api/v1/agents/1/chat", json={"message": "and weekends?", "conversationId": cid},
+                            headers=headers, timeout=30)
         assert second.status_code == 200 and second.json()["context"]["turnsIncluded"] == 1
     finally:
         process.send_signal(signal.SIGINT)
