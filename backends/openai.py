@@ -15,6 +15,8 @@ import functools
 import math
 import os
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator, Callable, Mapping
 
 import aiohttp
@@ -92,6 +94,7 @@ class OpenAIBackend:
         # One session per event loop: a session (and its pooled connections) is bound to the loop it
         # was made in, and tests, like servers in threads, each run their own loop.
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._proxies: dict[str, str | None] = {}  # per provider URL: see _proxy
 
     async def complete(self, call: ModelCall) -> Completion:
         return await self.send(call, _request(call, stream=False))
@@ -138,11 +141,25 @@ class OpenAIBackend:
             self._sessions[loop] = session
         return session
 
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, as
+        litellm's own client reads them), looked up once per provider URL. Not aiohttp's `trust_env`:
+        that also reads ~/.netrc in a worker thread on every request, whose Basic credentials would
+        clash with the provider key."""
+        if url not in self._proxies:
+            if len(self._proxies) >= 256:  # URLs come from the configured models: a few
+                self._proxies.clear()
+            env = urllib.request.getproxies_environment()
+            parts = urllib.parse.urlsplit(url)
+            bypass = parts.hostname is not None and urllib.request.proxy_bypass_environment(parts.netloc, env)
+            self._proxies[url] = None if bypass else env.get(parts.scheme) or env.get("all")
+        return self._proxies[url]
+
     async def _complete_once(self, call: ModelCall, request: ProviderRequest) -> Completion:
         model = call.model
         try:
             async with self._session().post(
-                request.url, data=request.body, headers=request.headers,
+                request.url, data=request.body, headers=request.headers, proxy=self._proxy(request.url),
                 timeout=_total_timeout(model.timeout_seconds), allow_redirects=False,
             ) as response:
                 if response.status != 200:
@@ -167,7 +184,7 @@ class OpenAIBackend:
         parts: list[str] = []
         try:
             response = await self._session().post(
-                request.url, data=request.body, headers=request.headers,
+                request.url, data=request.body, headers=request.headers, proxy=self._proxy(request.url),
                 timeout=_stream_timeout(model.timeout_seconds), allow_redirects=False,
             )
             if response.status != 200:

@@ -206,6 +206,30 @@ async def test_openai_api_base_is_used_when_openai_base_url_is_unset(
 
 
 @pytest.mark.anyio
+async def test_the_proxy_in_the_environment_carries_the_calls(
+    backend: Backend, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deployment whose egress goes through a proxy names it in HTTP(S)_PROXY, as for any HTTP
+    # client. The provider's name below does not resolve: only the proxy (the fake, which answers an
+    # absolute-form request line like any other) can carry the call.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{fake_openai.port}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{fake_openai.port}")
+    upstream = model("http://provider.invalid/v1")
+    assert (await backend.complete(ask(upstream))).text == ANSWER
+    assert "".join(d.text for d in await collect(backend, ask(upstream))) == ANSWER
+    assert len(fake_openai.requests) == 2
+    # NO_PROXY names the hosts reached directly: here the proxy is dead, the provider is the fake.
+    dead = refused_base_url().removesuffix("/v1")
+    monkeypatch.setenv("HTTP_PROXY", dead)
+    monkeypatch.setenv("http_proxy", dead)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert (await backend.complete(ask(model(fake_openai.base_url)))).text == ANSWER
+
+
+@pytest.mark.anyio
 async def test_the_key_comes_from_the_variable_the_model_names(
     backend: Backend, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
