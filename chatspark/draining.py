@@ -8,6 +8,7 @@ refused connection while it notices the replica is going away.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import threading
@@ -52,6 +53,12 @@ class Drain:
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(sig: int, frame: FrameType | None) -> None:
+            # Python runs a signal handler in whatever context the main thread is in at that moment,
+            # often a request's task: in a fresh one, the drain's lines, the task it starts and
+            # uvicorn's shutdown lines carry no request's id.
+            contextvars.Context().run(start_draining, sig, frame)
+
+        def start_draining(sig: int, frame: FrameType | None) -> None:
             if self.draining or not callable(previous):  # a second SIGTERM: stop now
                 _call(previous, sig, frame)
                 return

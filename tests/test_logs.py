@@ -4,6 +4,7 @@ message text."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,3 +246,45 @@ def test_the_access_line_reaches_a_capturing_handler_through_logging(configured_
     root.setLevel(logging.WARNING)
     logs.access("GET", "/api/v1/health", 200, 0.4, {})
     assert len(seen) == 1  # below info: no line at all
+
+
+def test_the_drain_and_shutdown_lines_carry_no_running_requests_id(configured_logs):  # type: ignore[no-untyped-def]
+    # A signal handler runs in whatever context the main thread is in when the signal lands: often
+    # a request's task. raise_signal lands it right here, inside a context that holds a request id.
+    from chatspark.draining import Drain  # noqa: PLC0415
+
+    assert threading.current_thread() is threading.main_thread()  # signal handlers live there
+    seen: list[tuple[str, str]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), record.request_id))  # type: ignore[attr-defined]
+
+    kept = Keep()
+    kept.addFilter(logs._RequestIdFilter())
+    logger = logging.getLogger("chatspark")
+    logger.addHandler(kept)
+    logger.setLevel(logging.INFO)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        shut_down = asyncio.Event()  # uvicorn's handler stands in as the one the drain chains to
+        before = signal.signal(signal.SIGTERM, lambda sig, frame: loop.call_soon_threadsafe(shut_down.set))
+        try:
+            Drain(app=None, drain_seconds=1).install()  # type: ignore[arg-type]
+            token = logs.request_id.set("req_running")
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            finally:
+                logs.request_id.reset(token)
+            await asyncio.wait_for(shut_down.wait(), 10)
+        finally:
+            signal.signal(signal.SIGTERM, before)
+
+    try:
+        asyncio.run(main())
+    finally:
+        logger.removeHandler(kept)
+    drain_lines = [(m, rid) for m, rid in seen if m.startswith(("SIGTERM: draining", "drained ("))]
+    assert len(drain_lines) == 2, seen
+    assert {rid for _, rid in drain_lines} == {"-"}
