@@ -156,7 +156,6 @@ async def test_when_the_store_cannot_count_the_setting_decides(unreachable_redis
 async def test_a_charge_sent_with_a_write_that_is_fenced_off_is_taken_back_and_a_resent_one_counts_once(redis_url, key_prefix) -> None:  # type: ignore[no-untyped-def]
     """The charge rides the turn's write: if the write is refused (its lease taken by another turn)
     the credit is not spent; resent with an accepted write (a retry), it is spent once."""
-    from chatspark.store.conversations import StoredTurn
     from chatspark.store.credits import Charge, CreditAccount
     from chatspark.store.errors import LeaseTaken
     from chatspark.store.leases import Lease
@@ -170,9 +169,7 @@ async def test_a_charge_sent_with_a_write_that_is_fenced_off_is_taken_back_and_a
         async def turn(cid: str, lease: Lease) -> None:
             token = secrets.token_hex(6)
             assert await store.credits.hold(account, period, 10, token, 60_000)
-            now = int(datetime.now(UTC).timestamp() * 1000)
-            stored = StoredTurn(id="msg_" + secrets.token_hex(8), user_id="msg_u", query="q", response="r",
-                                model="m", created=now)
+            stored = _stored_turn()
             charge = Charge(account, period, token, 3600)
             await store.conversations.append(cid, 9, stored, ttl_seconds=60, new=True, lease=lease, charge=charge)
             again = await store.conversations.append(cid, 9, stored, ttl_seconds=60, new=True, lease=lease, charge=charge)
@@ -197,7 +194,6 @@ async def test_a_charge_sent_with_a_write_that_is_fenced_off_is_taken_back_and_a
 async def test_a_charge_that_fails_does_not_fail_the_stored_turn(redis_url, key_prefix) -> None:  # type: ignore[no-untyped-def]
     """The charge rides the write, but a turn Redis stored is stored: a charge the store refuses (here
     its counter holds the wrong type) is logged, and the turn's write succeeds."""
-    from chatspark.store.conversations import StoredTurn
     from chatspark.store.credits import Charge, CreditAccount
 
     config = StoreConfig(url=redis_url, prefix=f"{key_prefix}-charge-fails")
@@ -209,11 +205,17 @@ async def test_a_charge_that_fails_does_not_fail_the_stored_turn(redis_url, key_
         token = secrets.token_hex(6)
         assert await store.credits.hold(account, period, 10, token, 60_000)
         await store.redis.run(lambda r: r.hset(used, "not", "a counter"))
-        now = int(datetime.now(UTC).timestamp() * 1000)
-        turn = StoredTurn(id="msg_" + secrets.token_hex(8), user_id="msg_u", query="q", response="r", model="m",
-                          created=now)
-        result = await store.conversations.append(secrets.token_urlsafe(24), 9, turn, ttl_seconds=60, new=True,
+        result = await store.conversations.append(secrets.token_urlsafe(24), 9, _stored_turn(), ttl_seconds=60, new=True,
                                                   charge=Charge(account, period, token, 3600))
         assert result.stored
     finally:
         await store.aclose()
+
+
+def _stored_turn():  # type: ignore[no-untyped-def]
+    """A minimal turn for the store's charge tests (one id each)."""
+    from chatspark.store.conversations import StoredTurn  # noqa: PLC0415
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    return StoredTurn(id="msg_" + secrets.token_hex(8), user_id="msg_u", query="q", response="r", model="m",
+                      created=now)
