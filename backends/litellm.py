@@ -46,7 +46,7 @@ from backends.base import (
     ProviderTimeout,
     TokenUsage,
 )
-from backends.openai import OpenAIBackend, ProviderRequest, api_base, api_key, provider_request
+from backends.openai import OpenAIBackend, ProviderRequest, api_base, api_key, configured_base, provider_request
 from backends.retry import complete_with_retries, stream_with_retries
 
 
@@ -111,12 +111,7 @@ def create() -> LitellmBackend:
 
 def takes_direct_path(model: ModelSettings) -> bool:
     """Whether we send this model's requests ourselves (see the module docstring)."""
-    return model.relay == "direct" and _openai_chat_model(model.provider_model, _configured_base(model)) is not None
-
-
-def _configured_base(model: ModelSettings) -> str | None:
-    """The endpoint the configuration names, if any: what litellm sees on either path."""
-    return model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    return model.relay == "direct" and _openai_chat_model(model.provider_model, configured_base(model)) is not None
 
 
 @functools.lru_cache(maxsize=256)
@@ -140,7 +135,7 @@ def _direct_request(call: ModelCall, *, stream: bool) -> ProviderRequest:
     some models), both cached per model and parameters; then sent by us."""
     model = call.model
     key = api_key(model)  # first: a missing key fails without asking litellm anything
-    name = _openai_chat_model(model.provider_model, _configured_base(model))
+    name = _openai_chat_model(model.provider_model, configured_base(model))
     assert name is not None, "only for models that take the direct path"
     params = _openai_params(name, call.temperature, call.output_tokens(model))
     if _sends_plain_messages_as_they_are(name, params):  # most models: skip the ~60 µs transformation
@@ -209,13 +204,13 @@ def _request(call: ModelCall) -> dict[str, Any]:
     key = api_key(call.model)
     return {
         "model": call.model.provider_model,
-        "messages": [{"role": m.role, "content": m.content} for m in call.messages],
+        "messages": _plain(call),
         "temperature": call.temperature,
         "max_tokens": call.output_tokens(call.model),
         "timeout": call.model.timeout_seconds,
         "max_retries": 0,  # the SDK would retry twice on its own; we retry in our loop
         "api_key": key,
-        "api_base": _configured_base(call.model),
+        "api_base": configured_base(call.model),
     }
 
 

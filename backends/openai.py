@@ -270,9 +270,14 @@ def api_key(model: ModelSettings) -> str:
     return key
 
 
+def configured_base(model: ModelSettings) -> str | None:
+    """The endpoint the configuration names, if any: `api_base`, else OPENAI_BASE_URL / OPENAI_API_BASE."""
+    return model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+
+
 def api_base(model: ModelSettings) -> str:
-    """The model's endpoint: `api_base`, else OPENAI_BASE_URL / OPENAI_API_BASE, else OpenAI's."""
-    return model.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or DEFAULT_API_BASE
+    """The model's endpoint: the configured one (`configured_base`), else OpenAI's."""
+    return configured_base(model) or DEFAULT_API_BASE
 
 
 def provider_request(
