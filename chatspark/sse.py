@@ -122,9 +122,7 @@ class _Relay:
             async with aclosing(events) as each:  # type: ignore[type-var]
                 async for event in each:
                     pending.append(event)
-                    waiter = self._waiter
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
+                    self._wake()
                     if len(pending) >= self.MAX_QUEUED:
                         self._room = self._loop.create_future()
                         try:

@@ -49,7 +49,7 @@ async def turn_events(turns: Turns, turn: PreparedTurn, outcome: Outcome | None 
         async with aclosing(turns.stream(turn)) as events:  # type: ignore[type-var]
             async for event in events:
                 event_id += 1
-                yield b"id: %d\ndata: %s\n\n" % (event_id, encode(event))
+                yield frame(event_id, encode(event))
     except Exception as exc:
         error = contract_error(exc)
         if isinstance(error, InternalError) and error is not exc:  # not one we know: a bug
