@@ -13,7 +13,6 @@ connected to is checked by the same guard as knowledge fetches; redirects are no
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import hmac
 import logging
 import os
@@ -21,6 +20,7 @@ import random
 import secrets
 import socket
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio
